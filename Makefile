@@ -1,0 +1,31 @@
+# `make demo` and `make test` each install what they need first (a fresh machine needs nothing else).
+PYTHON ?= python3
+STAMP := .install.stamp
+
+.PHONY: install test demo bench lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(PYTHON) -m ruff check src tests benchmarks
+	$(PYTHON) -m ruff format --check src tests benchmarks
+
+test: lint
+	$(PYTHON) -m pytest
+
+demo: install
+	$(PYTHON) -m semtok demo --out runs/demo
+
+bench: install
+	$(PYTHON) benchmarks/run.py
+
+format: install
+	$(PYTHON) -m ruff format src tests benchmarks
+	$(PYTHON) -m ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf runs $(STAMP) .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from semtok.cli import main
+
+sys.exit(main())

@@ -1,0 +1,193 @@
+"""`semtok <verb>`: train, evaluate, tokenize, demo. Errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from semtok.errors import SemtokError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag on one line (no usage dump) and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"semtok: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _add_train_options(parser: argparse.ArgumentParser, default_config: str) -> None:
+    parser.add_argument("--config", default=default_config, help=f"named config or YAML file (default {default_config})")
+    parser.add_argument("--data", help="'mnist5k' or an image folder (overrides data.dataset)")
+    parser.add_argument("--teacher", help="teacher registry name (overrides model.teacher)")
+    parser.add_argument("--teacher-weights", help="local teacher weights file (safetensors or state dict)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set train.steps=100 (repeatable)")
+    parser.add_argument("--out", required=True, help="run folder for checkpoints, logs and the tokenizer")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="semtok", description="Image tokenizers from image-understanding models.")
+    parser.add_argument("--version", action="version", version=f"semtok {_version()}")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    train = verbs.add_parser("train", help="train a tokenizer")
+    stages = train.add_subparsers(dest="stage", required=True, parser_class=_Parser)
+    _add_train_options(stages.add_parser("vqkd", help="distil a VQ-KD tokenizer from a teacher"), "vqkd-mnist")
+
+    evaluate = verbs.add_parser("evaluate", help="codebook usage, perplexity, teacher similarity on a split")
+    evaluate.add_argument("path", help="run folder or tokenizer folder")
+    evaluate.add_argument("--data", default=None, help="'mnist5k' or an image folder (default: the run's data)")
+    evaluate.add_argument("--split", default="val", choices=["train", "val"])
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--teacher-weights", help="local teacher weights file")
+    evaluate.add_argument("--out", help="JSON file (default: eval.json beside the tokenizer)")
+    evaluate.add_argument("--no-progress", action="store_true")
+
+    tokenize = verbs.add_parser("tokenize", help="token ids of a data set to .npy + JSON manifest")
+    tokenize.add_argument("path", help="run folder or tokenizer folder")
+    tokenize.add_argument("--data", required=True, help="'mnist5k' or an image folder")
+    tokenize.add_argument("--split", default="train", choices=["train", "val"])
+    tokenize.add_argument("--batch-size", type=int, default=128)
+    tokenize.add_argument("--out", required=True, help="output name: writes NAME.npy, NAME.labels.npy, NAME.json")
+    tokenize.add_argument("--no-progress", action="store_true")
+
+    demo = verbs.add_parser("demo", help="train and evaluate on the embedded default (MNIST-5k)")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    demo.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _version() -> str:
+    from semtok import __version__
+
+    return __version__
+
+
+def cmd_train_vqkd(args: argparse.Namespace) -> int:
+    from semtok.config import load_config
+    from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+
+    out = Path(args.out)
+    source = args.config
+    if args.resume and (out / "config.yaml").exists():
+        source = str(out / "config.yaml")
+    overrides = _config_overrides(args)
+    config = load_config(VQKDRunConfig, source, overrides)
+    summary = train_vqkd(config, out, resume=args.resume, progress=not args.no_progress)
+    if summary:
+        print(f"tokenizer: {summary['tokenizer']}")
+        print(f"teacher features: {summary['teacher_features']}; skipped files: {summary['skipped_files']}")
+    return 0
+
+
+def _config_overrides(args: argparse.Namespace) -> list[str]:
+    overrides = []
+    if args.data:
+        overrides.append(f"data.dataset={args.data}")
+    if args.teacher:
+        overrides.append(f"model.teacher={args.teacher}")
+    if args.teacher_weights:
+        overrides.append(f"model.teacher_weights={args.teacher_weights}")
+    return [*overrides, *args.overrides]
+
+
+def _run_data(path: str) -> str:
+    """The data set a run was trained on (from its config.yaml), else the embedded default."""
+    import yaml
+
+    config_path = Path(path) / "config.yaml"
+    if config_path.exists():
+        return yaml.safe_load(config_path.read_text()).get("data", {}).get("dataset", "mnist5k")
+    return "mnist5k"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from semtok.evaluate import evaluate_tokenizer, format_table, resolve_tokenizer_dir, write_json
+
+    data = args.data or _run_data(args.path)
+    results = evaluate_tokenizer(
+        args.path, data, args.split, args.batch_size, args.teacher_weights, progress=not args.no_progress
+    )
+    out = Path(args.out) if args.out else resolve_tokenizer_dir(args.path).parent / f"eval_{args.split}.json"
+    print(format_table(results))
+    print(f"results: {write_json(results, out)}")
+    return 0
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    import torch
+
+    from semtok.config import to_dict
+    from semtok.data import build_dataset
+    from semtok.data.token_file import write_token_file
+    from semtok.evaluate import iterate_batches, resolve_tokenizer_dir
+    from semtok.tokenizers.base import Tokenizer
+
+    tokenizer_dir = resolve_tokenizer_dir(args.path)
+    tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
+    dataset = build_dataset(args.data, args.split, tokenizer.config.image_size, augment="none")
+    ids, labels = [], []
+    for images, batch_labels in iterate_batches(dataset, args.batch_size, not args.no_progress, "tokenize"):
+        ids.append(tokenizer.encode(images))
+        labels.append(batch_labels)
+    meta = {
+        "tokenizer": {"path": str(tokenizer_dir.resolve()), "kind": tokenizer.kind, "config": to_dict(tokenizer.config)},
+        "data": {"dataset": args.data, "split": args.split, "image_size": tokenizer.config.image_size, "augment": "none"},
+        "num_classes": getattr(dataset, "num_classes", 0),
+        "class_names": list(getattr(dataset, "class_names", [])),
+        "skipped_files": list(getattr(dataset, "skipped_files", [])),
+    }
+    manifest = write_token_file(args.out, torch.cat(ids), torch.cat(labels), tokenizer.num_codes, meta)
+    print(f"tokens: {torch.cat(ids).shape[0]} images x {list(tokenizer.grid_size)} -> {manifest}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from semtok.config import load_config
+    from semtok.evaluate import evaluate_tokenizer, format_table, write_json
+    from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+
+    out = Path(args.out)
+    run = out / "vqkd"
+    overrides = [f"train.steps={args.steps}"] if args.steps else []
+    config = load_config(VQKDRunConfig, "vqkd-mnist", overrides)
+    from semtok.training.checkpoint import latest_checkpoint
+
+    resume = latest_checkpoint(run) is not None
+    if resume:
+        print(f"continuing the demo run in {run}")
+    train_vqkd(config, run, resume=resume, progress=not args.no_progress)
+    results = evaluate_tokenizer(run, "mnist5k", "val", progress=not args.no_progress)
+    print(format_table(results))
+    write_json(results, run / "eval_val.json")
+    print(f"demo outputs: {out.resolve()}")
+    print(f"  tokenizer:   {(run / 'tokenizer').resolve()}  (Tokenizer.from_pretrained)")
+    print(f"  evaluation:  {(run / 'eval_val.json').resolve()}")
+    print(f"  TensorBoard: tensorboard --logdir {(run / 'tb').resolve()}")
+    return 0
+
+
+COMMANDS = {"evaluate": cmd_evaluate, "tokenize": cmd_tokenize, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.verb == "train":
+            return {"vqkd": cmd_train_vqkd}[args.stage](args)
+        return COMMANDS[args.verb](args)
+    except SemtokError as error:
+        print(f"semtok: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("semtok: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The Tokenizer interface and its Hugging Face hub-style folder format (config.json + model.safetensors)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from semtok.config import from_dict, to_dict
+from semtok.errors import SemtokError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZERS: dict[str, type[Tokenizer]] = {}
+
+
+def register_tokenizer(cls: type[Tokenizer]) -> type[Tokenizer]:
+    """Class decorator: make a tokenizer kind loadable by ``Tokenizer.from_pretrained``."""
+    TOKENIZERS[cls.kind] = cls
+    return cls
+
+
+class Tokenizer(nn.Module):
+    """Maps images to a grid of discrete tokens and back.
+
+    - ``encode(images_B3HW)``: float images in [-1, 1], [B, 3, H, W] -> ``ids_BHW`` int64 in [0, num_codes).
+    - ``decode(ids_BHW)``: -> images [B, 3, H, W] in [-1, 1] (only tokenizers with a pixel decoder).
+    - ``save_pretrained(dir)`` / ``Tokenizer.from_pretrained(dir)``: ``config.json`` + ``model.safetensors``.
+    """
+
+    kind: ClassVar[str] = ""
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    @property
+    def num_codes(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Token grid (h, w) for the configured image size."""
+        raise NotImplementedError
+
+    def encode(self, images_B3HW: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, ids_BHW: torch.Tensor) -> torch.Tensor:
+        raise SemtokError(f"this {self.kind} tokenizer has no pixel decoder: train one with `semtok train decoder`")
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically, file by file)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": self.kind, "semtok_version": _version(), "config": to_dict(self.config)}
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": self.kind}))
+        atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+        return directory
+
+    @staticmethod
+    def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
+        """The parsed ``config.json`` of a tokenizer folder (kind, config), with clear errors."""
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        if not directory.exists():
+            raise SemtokError(f"tokenizer folder '{directory}' does not exist")
+        if not config_path.exists():
+            raise SemtokError(f"'{directory}' is not a tokenizer folder: it has no {CONFIG_FILE}")
+        try:
+            meta = json.loads(config_path.read_text())
+        except json.JSONDecodeError as error:
+            raise SemtokError(f"'{config_path}' is not valid JSON ({error.msg})") from None
+        if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
+            raise SemtokError(f"'{config_path}' is not a semtok tokenizer config (needs 'kind' and 'config')")
+        return meta
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, map_location: str = "cpu") -> Tokenizer:
+        """Load a tokenizer folder; called on ``Tokenizer`` it picks the class from ``config.json``'s kind."""
+        directory = Path(directory)
+        meta = cls.read_meta(directory)
+        kind = meta["kind"]
+        if kind not in TOKENIZERS:
+            raise SemtokError(f"'{directory}' holds a tokenizer of unknown kind '{kind}' (known: {list(TOKENIZERS)})")
+        target = TOKENIZERS[kind]
+        if cls is not Tokenizer and not issubclass(target, cls):
+            raise SemtokError(f"'{directory}' holds a '{kind}' tokenizer, not a '{cls.kind}' one")
+        config = from_dict(target.config_class, meta["config"])
+        model = target(config)
+        weights_path = directory / WEIGHTS_FILE
+        if not weights_path.exists():
+            raise SemtokError(f"'{directory}' has no {WEIGHTS_FILE}")
+        try:
+            state = load_file(str(weights_path), device=map_location)
+        except (SafetensorError, OSError) as error:
+            raise SemtokError(f"'{weights_path}' is not a readable safetensors file ({error})") from None
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise SemtokError(
+                f"'{weights_path}' does not match a {kind} tokenizer with this config "
+                f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
+            )
+        return model.eval()
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves a half-written file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _version() -> str:
+    from semtok import __version__
+
+    return __version__
+
+
+def config_replace(config: Any, **changes: Any) -> Any:
+    return dataclasses.replace(config, **changes)

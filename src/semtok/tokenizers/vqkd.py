@@ -1,0 +1,137 @@
+"""VQ-KD: a ViT tokenizer whose codes are trained to reconstruct a frozen teacher's patch features.
+
+encoder (ViT) -> task head (W -> W -> tanh -> code_dim) -> vector quantizer (cosine, EMA, k-means init)
+-> feature decoder (ViT, shallow) -> teacher feature space. Loss: 1 - cosine per token + commitment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semtok.errors import SemtokError
+from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
+from semtok.quantizers.vector_quantizer import VectorQuantizer
+from semtok.tokenizers.base import Tokenizer, register_tokenizer
+
+
+@dataclass
+class VQKDConfig:
+    """Architecture of a VQ-KD tokenizer; the teacher fields record which teacher it was distilled from."""
+
+    image_size: int = 224
+    patch_size: int = 16
+    encoder: str = "base"  # ViT size: tiny | small | base | large
+    encoder_depth: int = 0  # 0: the size's own depth
+    code_dim: int = 32
+    num_codes: int = 8192
+    distance: str = "cosine"  # cosine | l2
+    ema_decay: float = 0.99
+    kmeans_init: bool = True
+    kmeans_iters: int = 10
+    commitment_weight: float = 1.0
+    dead_code_steps: int = 100  # re-seed codes unused for this many steps; 0 disables
+    decoder_width: int = 768
+    decoder_depth: int = 1
+    decoder_heads: int = 12
+    teacher: str = "clip-vit-b16"
+    teacher_weights: str | None = None
+    teacher_input_size: int = 0  # 0: the teacher's default
+    teacher_stride: int = 0  # 0: the teacher's default
+    teacher_dim: int = 0  # filled in from the teacher when training starts
+
+    def __post_init__(self) -> None:
+        if self.distance not in ("cosine", "l2"):
+            raise SemtokError(f"config key 'model.distance': expected cosine or l2, got {self.distance!r}")
+        if self.image_size % self.patch_size:
+            raise SemtokError(
+                f"config: model.image_size {self.image_size} is not a multiple of model.patch_size {self.patch_size}"
+            )
+        vit_size(self.encoder)
+
+
+@register_tokenizer
+class VQKDTokenizer(Tokenizer):
+    kind = "vqkd"
+    config_class = VQKDConfig
+
+    def __init__(self, config: VQKDConfig) -> None:
+        super().__init__(config)
+        if config.teacher_dim <= 0:
+            raise SemtokError("VQKDConfig.teacher_dim must be set (it comes from the teacher)")
+        width, depth, heads = vit_size(config.encoder)
+        depth = config.encoder_depth or depth
+        self.encoder = ViTEncoder(config.image_size, config.patch_size, width, depth, heads)
+        self.task_head = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, config.code_dim))
+        self.quantizer = VectorQuantizer(
+            num_codes=config.num_codes,
+            code_dim=config.code_dim,
+            distance=config.distance,
+            ema_decay=config.ema_decay,
+            kmeans_init=config.kmeans_init,
+            kmeans_iters=config.kmeans_iters,
+            commitment_weight=config.commitment_weight,
+            dead_code_steps=config.dead_code_steps,
+        )
+        grid = config.image_size // config.patch_size
+        self.decoder = ViTDecoder(
+            grid, config.code_dim, config.decoder_width, config.decoder_depth, config.decoder_heads, config.teacher_dim
+        )
+        init_weights(self.encoder)
+        init_weights(self.task_head)
+        init_weights(self.decoder)
+
+    @property
+    def num_codes(self) -> int:
+        return self.config.num_codes
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        side = self.config.image_size // self.config.patch_size
+        return side, side
+
+    def _check_images(self, images_B3HW: torch.Tensor) -> None:
+        if images_B3HW.ndim != 4 or images_B3HW.shape[1] != 3:
+            raise SemtokError(f"images must be [B, 3, H, W], got {list(images_B3HW.shape)}")
+        if images_B3HW.shape[-1] % self.config.patch_size or images_B3HW.shape[-2] % self.config.patch_size:
+            raise SemtokError(
+                f"image size {tuple(images_B3HW.shape[-2:])} is not a multiple of the patch size {self.config.patch_size}"
+            )
+
+    def features(self, images_B3HW: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Pre-quantization code vectors [B, h*w, code_dim] and the grid (h, w)."""
+        self._check_images(images_B3HW)
+        tokens_BNW, grid_hw = self.encoder(images_B3HW)
+        return self.task_head(tokens_BNW), grid_hw
+
+    def forward(self, images_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Training pass: (decoded teacher-space features [B, C, h, w], ids [B, h, w], quantizer aux)."""
+        z_BND, (h, w) = self.features(images_B3HW)
+        quantized_BND, ids_BN, aux = self.quantizer(z_BND)
+        decoded_BNC = self.decoder(quantized_BND, (h, w))
+        B = decoded_BNC.shape[0]
+        decoded_BChw = decoded_BNC.transpose(1, 2).reshape(B, -1, h, w)
+        return decoded_BChw, ids_BN.view(B, h, w), aux
+
+    @torch.no_grad()
+    def encode(self, images_B3HW: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] float in [-1, 1] -> token ids [B, H/p, W/p] int64 in [0, num_codes)."""
+        z_BND, (h, w) = self.features(images_B3HW)
+        _, ids_BN, _ = self.quantizer(z_BND)
+        return ids_BN.view(-1, h, w)
+
+    @torch.no_grad()
+    def decode_features(self, ids_BHW: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, h, w] int64 -> reconstructed teacher features [B, teacher_dim, h, w] float32."""
+        B, h, w = ids_BHW.shape
+        codes_BND = self.quantizer.lookup(ids_BHW.reshape(B, h * w))
+        decoded_BNC = self.decoder(codes_BND, (h, w))
+        return decoded_BNC.transpose(1, 2).reshape(B, -1, h, w)
+
+
+def cosine_distillation_loss(decoded_BChw: torch.Tensor, target_BChw: torch.Tensor) -> torch.Tensor:
+    """Mean over tokens of 1 - cos(decoded, target); scalar fp32 in [0, 2]."""
+    return (1.0 - F.cosine_similarity(decoded_BChw.float(), target_BChw.float(), dim=1)).mean()

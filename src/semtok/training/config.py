@@ -1,0 +1,51 @@
+"""Config sections shared by every training stage: optimisation and data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from semtok.errors import SemtokError
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of one stage. ``batch_size`` is the global batch, split evenly across processes."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 2e-4
+    min_lr: float = 1e-5
+    warmup_steps: int = 100
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    mixed_precision: str = "no"  # no | bf16 | fp16 (quantizer math always runs in fp32)
+    seed: int = 0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    cache_teacher: bool = True  # cache teacher targets when the data has no random augmentation
+    max_cache_gb: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise SemtokError(
+                f"config key 'train.mixed_precision': expected no, bf16 or fp16, got {self.mixed_precision!r}"
+            )
+        for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, key) <= 0:
+                raise SemtokError(f"config key 'train.{key}': expected a positive integer, got {getattr(self, key)}")
+
+
+@dataclass
+class DataConfig:
+    """Which images, and how they are augmented for training."""
+
+    dataset: str = "mnist5k"  # "mnist5k" (embedded) or an image folder
+    augment: str = "none"  # none | flip | crop_flip (RandomResizedCrop + horizontal flip)
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.augment not in ("none", "flip", "crop_flip"):
+            raise SemtokError(f"config key 'data.augment': expected none, flip or crop_flip, got {self.augment!r}")

@@ -1,0 +1,119 @@
+"""Pieces every training stage shares: the Accelerator, a resumable batch order, logging, the optimizer."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+
+from semtok.training.config import TrainConfig
+
+
+def make_accelerator(train: TrainConfig) -> Accelerator:
+    """One process on CPU by default; under `accelerate launch` / `torchrun` it picks up the process group."""
+    accelerator = Accelerator(mixed_precision=train.mixed_precision, cpu=not torch.cuda.is_available())
+    set_seed(train.seed, device_specific=False)
+    return accelerator
+
+
+def epoch_batches(
+    num_items: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> list[list[int]]:
+    """This process's batches of dataset indices for one epoch: a permutation seeded by (seed, epoch).
+
+    ``batch_size`` is the global batch; each process takes its own ``batch_size // world_size`` slice of every
+    global batch. The last incomplete global batch is dropped, so every step sees a full batch.
+    The order depends only on (seed, epoch), never on RNG state, so a resumed run replays it exactly.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(num_items, generator=generator).tolist()
+    per_process = batch_size // world_size
+    batches = []
+    for start in range(0, num_items - batch_size + 1, batch_size):
+        global_batch = order[start : start + batch_size]
+        batches.append(global_batch[rank * per_process : (rank + 1) * per_process])
+    return batches
+
+
+def batch_stream(
+    dataset: Any, batch_size: int, seed: int, start_step: int, rank: int, world_size: int, num_workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Endless (images, labels, indices) batches from ``start_step`` on, epoch after epoch.
+
+    Datasets with ``set_epoch`` get it called, so random augmentation is a function of (seed, epoch, index).
+    """
+    steps_per_epoch = len(epoch_batches(len(dataset), batch_size, seed, 0, rank, world_size))
+    if steps_per_epoch == 0:
+        from semtok.errors import SemtokError
+
+        raise SemtokError(f"the data set has {len(dataset)} images, fewer than one batch of {batch_size}")
+    epoch, skip = divmod(start_step, steps_per_epoch)
+    while True:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        batches = epoch_batches(len(dataset), batch_size, seed, epoch, rank, world_size)[skip:]
+        loader = torch.utils.data.DataLoader(
+            _Indexed(dataset), batch_sampler=batches, num_workers=num_workers, persistent_workers=False
+        )
+        yield from loader
+        epoch, skip = epoch + 1, 0
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        image, label = self.dataset[index]
+        return image, label, index
+
+
+def adamw(model: nn.Module, train: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases, norms, position embeddings (1-D or named *pos_embed*)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 or "pos_embed" in name else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": train.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=train.lr, betas=tuple(train.betas))
+
+
+class RunLog:
+    """Scalars to TensorBoard (``OUT/tb``) and to ``OUT/log.jsonl``; only the main process writes."""
+
+    def __init__(self, out_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.writer = None
+        self.started = time.time()
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(Path(out_dir) / "tb"))
+            self.jsonl = open(Path(out_dir) / "log.jsonl", "a")  # noqa: SIM115 - closed in close()
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        for key, value in values.items():
+            self.writer.add_scalar(key, value, step)
+        self.jsonl.write(json.dumps({"step": step, **values}) + "\n")
+        self.jsonl.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.writer.close()
+            self.jsonl.close()
