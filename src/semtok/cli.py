@@ -25,6 +25,7 @@ def _add_train_options(parser: argparse.ArgumentParser, default_config: str) -> 
                         help="override a config key, e.g. --set train.steps=100 (repeatable)")
     parser.add_argument("--out", required=True, help="run folder for checkpoints, logs and the tokenizer")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop after STEP (resume later)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -77,8 +78,10 @@ def cmd_train_vqkd(args: argparse.Namespace) -> int:
         source = str(out / "config.yaml")
     overrides = _config_overrides(args)
     config = load_config(VQKDRunConfig, source, overrides)
-    summary = train_vqkd(config, out, resume=args.resume, progress=not args.no_progress)
-    if summary:
+    summary = train_vqkd(config, out, resume=args.resume, progress=not args.no_progress, stop_at=args.stop_at)
+    if summary.get("stopped_at_step") is not None:
+        print(f"stopped after step {summary['stopped_at_step']}; continue with --resume --out {out}")
+    elif summary:
         print(f"tokenizer: {summary['tokenizer']}")
         print(f"teacher features: {summary['teacher_features']}; skipped files: {summary['skipped_files']}")
     return 0

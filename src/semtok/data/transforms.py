@@ -34,6 +34,7 @@ __all__ = [
     "item_generator",
     "mix_seed",
     "to_tensor",
+    "transform_is_random",
 ]
 
 AUGMENTATIONS = ("none", "crop_flip", "flip")

@@ -62,8 +62,16 @@ def cache_targets(
     return torch.cat(chunks)
 
 
-def train_vqkd(config: VQKDRunConfig, out_dir: str | Path, resume: bool = False, progress: bool = True) -> dict:
+def train_vqkd(
+    config: VQKDRunConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     """Train (or resume) a VQ-KD tokenizer into ``out_dir``; returns the run summary.
+
+    ``stop_at``: checkpoint and stop after this step (for time-limited jobs); continue later with ``resume``.
 
     ``out_dir`` gets: ``config.yaml`` (the resolved config), ``checkpoints/``, ``tb/`` (TensorBoard),
     ``log.jsonl``, ``tokenizer/`` (``Tokenizer.from_pretrained`` folder) and ``summary.json``.
@@ -133,7 +141,8 @@ def train_vqkd(config: VQKDRunConfig, out_dir: str | Path, resume: bool = False,
     model.train()
     step = start_step
     loss_value = float("nan")
-    while step < train.steps:
+    last_step = min(train.steps, stop_at) if stop_at else train.steps
+    while step < last_step:
         images, _, indices = next(stream)
         images = images.to(accelerator.device, non_blocking=True)
         if cache is not None:
@@ -173,7 +182,7 @@ def train_vqkd(config: VQKDRunConfig, out_dir: str | Path, resume: bool = False,
             )
             bar.set_postfix(loss=f"{loss_value:.4f}", cos=f"{1 - distill.item():.3f}", usage=f"{stats['usage']:.2f}")
         bar.update(1)
-        if step % train.checkpoint_every == 0 or step == train.steps:
+        if step % train.checkpoint_every == 0 or step == last_step:
             accelerator.wait_for_everyone()
             if main:
                 info = {"kind": "vqkd", "per_process_batch": per_process, "world_size": world}
@@ -183,7 +192,9 @@ def train_vqkd(config: VQKDRunConfig, out_dir: str | Path, resume: bool = False,
     accelerator.wait_for_everyone()
 
     summary: dict[str, Any] = {}
-    if main:
+    if main and step < train.steps:
+        summary = {"kind": "vqkd", "stopped_at_step": step, "steps": train.steps, "tokenizer": None}
+    elif main:
         unwrapped.eval()
         unwrapped.save_pretrained(out_dir / "tokenizer")
         summary = {

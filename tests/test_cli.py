@@ -1,0 +1,47 @@
+"""CLI errors: one line, exit code 2, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from semtok.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "semtok", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "vqkd", "--out", "x", "--bogus"], "unrecognized arguments: --bogus"),
+        (["train", "vqkd", "--out", "{tmp}/r", "--set", "model.num_codez=5"], "'model.num_codez' is unknown"),
+        (["train", "vqkd", "--out", "{tmp}/r", "--set", "train.steps=many"], "'train.steps': expected an integer"),
+        (["train", "vqkd", "--out", "{tmp}/r", "--config", "{tmp}/none.yaml"], "does not exist"),
+        (["train", "vqkd", "--out", "{tmp}/r", "--teacher", "no-such-teacher"], "no-such-teacher"),
+        (["train", "vqkd", "--out", "{tmp}/r", "--data", "{tmp}/no-such-dir"], "no-such-dir"),
+        (["evaluate", "{tmp}/missing"], "missing"),
+        (["tokenize", "{tmp}", "--data", "mnist5k", "--out", "{tmp}/t"], "no tokenizer"),
+    ],
+)
+def test_errors_are_one_line(tmp_path, args, message):
+    result = run_cli(*[a.format(tmp=tmp_path) for a in args])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0] and "Traceback" not in result.stderr
+
+
+def test_checkpoint_of_another_kind(tmp_path, tiny_vqkd_overrides):
+    """A tokenizer folder whose config.json names another kind: one clear error."""
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "config.json").write_text('{"kind": "vqgan-xyz", "config": {}}')
+    assert main(["evaluate", str(tmp_path / "tok"), "--no-progress"]) == 2
+
+
+def test_help_lists_verbs():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for verb in ("train", "evaluate", "tokenize", "demo"):
+        assert verb in result.stdout

@@ -1,0 +1,77 @@
+"""The VQ-KD training loop: exact resume, checkpoints, outputs, evaluate and tokenize end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from semtok.config import load_config
+from semtok.data.token_file import read_token_file
+from semtok.errors import SemtokError
+from semtok.evaluate import evaluate_tokenizer
+from semtok.tokenizers import Tokenizer
+from semtok.training.checkpoint import latest_checkpoint
+from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+
+
+def run(overrides, out, **kwargs):
+    return train_vqkd(load_config(VQKDRunConfig, "vqkd-mnist", overrides), out, progress=False, **kwargs)
+
+
+def test_resume_is_exact(tiny_vqkd_overrides, tmp_path):
+    run(tiny_vqkd_overrides, tmp_path / "straight")
+    summary = run(tiny_vqkd_overrides, tmp_path / "split", stop_at=5)
+    assert summary["stopped_at_step"] == 5
+    assert latest_checkpoint(tmp_path / "split").name == "step_00000005"
+    run(tiny_vqkd_overrides, tmp_path / "split", resume=True)
+    straight = load_file(str(tmp_path / "straight" / "tokenizer" / "model.safetensors"))
+    split = load_file(str(tmp_path / "split" / "tokenizer" / "model.safetensors"))
+    assert straight.keys() == split.keys()
+    for key in straight:
+        assert torch.allclose(straight[key].float(), split[key].float(), atol=1e-6, rtol=0), key
+    # The codebook changed during training (the comparison is not trivially true).
+    first = load_file(str(tmp_path / "split" / "checkpoints" / "step_00000005" / "model.safetensors"))
+    assert not torch.equal(first["quantizer.codebook"], straight["quantizer.codebook"])
+
+
+def test_outputs_evaluate_and_tokenize(tiny_vqkd_overrides, tmp_path):
+    out = tmp_path / "run"
+    summary = run(tiny_vqkd_overrides, out)
+    assert summary["teacher_features"].startswith("cached")
+    for name in ("config.yaml", "summary.json", "log.jsonl", "tokenizer/config.json", "tokenizer/model.safetensors"):
+        assert (out / name).exists(), name
+    assert list((out / "tb").iterdir()), "no TensorBoard events"
+    steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 11))
+    results = evaluate_tokenizer(out, tiny_vqkd_overrides[-1].split("=", 1)[1], "val", progress=False)
+    assert 0 < results["usage"] <= 1 and 1 <= results["perplexity"] <= 32
+    assert -1 <= results["teacher_cosine"] <= 1 and results["images"] == 6
+
+    from semtok.cli import main
+
+    data = tiny_vqkd_overrides[-1].split("=", 1)[1]
+    assert main(["tokenize", str(out), "--data", data, "--split", "val", "--out", str(tmp_path / "tok"), "--no-progress"]) == 0
+    ids, labels, manifest = read_token_file(tmp_path / "tok.json")
+    assert ids.shape == (6, 4, 4) and ids.dtype == np.uint16 and isinstance(ids, np.memmap)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert manifest["grid"] == [4, 4] and manifest["num_codes"] == 32 and manifest["tokenizer"]["kind"] == "vqkd"
+    tokenizer = Tokenizer.from_pretrained(out / "tokenizer")
+    from semtok.data import build_dataset
+
+    images = torch.stack([build_dataset(data, "val", 32)[i][0] for i in range(6)])
+    assert np.array_equal(tokenizer.encode(images).numpy(), ids.astype(np.int64))
+
+
+def test_existing_run_needs_resume(tiny_vqkd_overrides, tmp_path):
+    run([*tiny_vqkd_overrides, "train.steps=2"], tmp_path / "run")
+    with pytest.raises(SemtokError, match="--resume"):
+        run([*tiny_vqkd_overrides, "train.steps=2"], tmp_path / "run")
+    with pytest.raises(SemtokError, match="no checkpoint"):
+        run(tiny_vqkd_overrides, tmp_path / "empty", resume=True)
+
+
+def test_augmented_run_is_not_cached(tiny_vqkd_overrides, tmp_path):
+    summary = run([*tiny_vqkd_overrides, "train.steps=2", "data.augment=crop_flip"], tmp_path / "aug")
+    assert summary["teacher_features"].startswith("computed every step")
