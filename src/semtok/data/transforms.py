@@ -110,7 +110,9 @@ class ValTransform:
     def __init__(self, image_size: int):
         self.image_size = _check_size(image_size)
 
-    def __call__(self, image: Image.Image | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, image: Image.Image | torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         return to_tensor(_resize_center_crop(image, self.image_size))
 
     def __repr__(self) -> str:
@@ -173,7 +175,9 @@ class TrainTransform:
             w, h = width, height
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def __call__(self, image: Image.Image | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, image: Image.Image | torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if generator is None:
             generator = torch.Generator()
             generator.seed()
@@ -190,7 +194,9 @@ class TrainTransform:
     def __repr__(self) -> str:
         parts = [f"image_size={self.image_size}"]
         if self.crop:
-            parts.append(f"random resized crop scale={self.scale} ratio=({self.ratio[0]:.3f}, {self.ratio[1]:.3f})")
+            parts.append(
+                f"random resized crop scale={self.scale} ratio=({self.ratio[0]:.3f}, {self.ratio[1]:.3f})"
+            )
         else:
             parts.append("resize shorter side + center crop")
         if self.hflip:
