@@ -9,7 +9,9 @@ from semtok.cli import main
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "semtok", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "semtok", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize(
@@ -17,7 +19,10 @@ def run_cli(*args):
     [
         (["train", "vqkd", "--out", "x", "--bogus"], "unrecognized arguments: --bogus"),
         (["train", "vqkd", "--out", "{tmp}/r", "--set", "model.num_codez=5"], "'model.num_codez' is unknown"),
-        (["train", "vqkd", "--out", "{tmp}/r", "--set", "train.steps=many"], "'train.steps': expected an integer"),
+        (
+            ["train", "vqkd", "--out", "{tmp}/r", "--set", "train.steps=many"],
+            "'train.steps': expected an integer",
+        ),
         (["train", "vqkd", "--out", "{tmp}/r", "--config", "{tmp}/none.yaml"], "does not exist"),
         (["train", "vqkd", "--out", "{tmp}/r", "--teacher", "no-such-teacher"], "no-such-teacher"),
         (["train", "vqkd", "--out", "{tmp}/r", "--data", "{tmp}/no-such-dir"], "no-such-dir"),

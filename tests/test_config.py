@@ -36,7 +36,12 @@ def test_paper_recipe_matches_design():
     assert (m.distance, m.ema_decay, m.kmeans_iters, m.commitment_weight) == ("cosine", 0.99, 10, 1.0)
     assert (m.decoder_depth, m.decoder_width, m.decoder_heads, m.teacher) == (1, 768, 12, "clip-vit-b16")
     assert (t.lr, t.weight_decay, t.betas, t.warmup_steps, t.min_lr) == (2e-4, 1e-4, (0.9, 0.99), 25000, 1e-5)
-    assert (t.steps, t.batch_size, config.data.augment, config.data.crop_scale) == (250000, 512, "crop_flip", (0.08, 1.0))
+    assert (t.steps, t.batch_size, config.data.augment, config.data.crop_scale) == (
+        250000,
+        512,
+        "crop_flip",
+        (0.08, 1.0),
+    )
 
 
 def test_overrides_are_typed():

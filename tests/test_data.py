@@ -418,7 +418,9 @@ def test_batch_stream_resumes_exactly_with_augmentation():
     steps_per_epoch = len(epoch_batches(len(dataset), 16, 5, 0))
     stream = batch_stream(dataset, 16, seed=5, start_step=0, rank=0, world_size=1)
     straight = [next(stream) for _ in range(steps_per_epoch + 3)]
-    resumed = batch_stream(dataset, 16, seed=5, start_step=steps_per_epoch + 1, rank=0, world_size=1, num_workers=2)
+    resumed = batch_stream(
+        dataset, 16, seed=5, start_step=steps_per_epoch + 1, rank=0, world_size=1, num_workers=2
+    )
     for (xa, ya, ia), (xb, yb, ib) in zip(straight[steps_per_epoch + 1 :], [next(resumed) for _ in range(2)]):
         assert torch.equal(ia, ib) and torch.equal(xa, xb) and torch.equal(ya, yb)
     assert straight[0][0].shape == (16, 3, 32, 32) and straight[0][1].dtype == torch.int64

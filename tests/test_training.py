@@ -40,7 +40,13 @@ def test_outputs_evaluate_and_tokenize(tiny_vqkd_overrides, tmp_path):
     out = tmp_path / "run"
     summary = run(tiny_vqkd_overrides, out)
     assert summary["teacher_features"].startswith("cached")
-    for name in ("config.yaml", "summary.json", "log.jsonl", "tokenizer/config.json", "tokenizer/model.safetensors"):
+    for name in (
+        "config.yaml",
+        "summary.json",
+        "log.jsonl",
+        "tokenizer/config.json",
+        "tokenizer/model.safetensors",
+    ):
         assert (out / name).exists(), name
     assert list((out / "tb").iterdir()), "no TensorBoard events"
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
@@ -52,11 +58,28 @@ def test_outputs_evaluate_and_tokenize(tiny_vqkd_overrides, tmp_path):
     from semtok.cli import main
 
     data = tiny_vqkd_overrides[-1].split("=", 1)[1]
-    assert main(["tokenize", str(out), "--data", data, "--split", "val", "--out", str(tmp_path / "tok"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "tokenize",
+                str(out),
+                "--data",
+                data,
+                "--split",
+                "val",
+                "--out",
+                str(tmp_path / "tok"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     ids, labels, manifest = read_token_file(tmp_path / "tok.json")
     assert ids.shape == (6, 4, 4) and ids.dtype == np.uint16 and isinstance(ids, np.memmap)
     assert labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert manifest["grid"] == [4, 4] and manifest["num_codes"] == 32 and manifest["tokenizer"]["kind"] == "vqkd"
+    assert (
+        manifest["grid"] == [4, 4] and manifest["num_codes"] == 32 and manifest["tokenizer"]["kind"] == "vqkd"
+    )
     tokenizer = Tokenizer.from_pretrained(out / "tokenizer")
     from semtok.data import build_dataset
 

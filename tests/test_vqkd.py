@@ -67,6 +67,8 @@ def test_from_pretrained_errors(tmp_path):
         Tokenizer.from_pretrained(tmp_path / "tok")
     other = VQKDTokenizer(tiny_config(num_codes=32))
     other.save_pretrained(tmp_path / "other")
-    (tmp_path / "tok" / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    (tmp_path / "tok" / "model.safetensors").write_bytes(
+        (tmp_path / "other" / "model.safetensors").read_bytes()
+    )
     with pytest.raises(SemtokError, match="does not match"):
         Tokenizer.from_pretrained(tmp_path / "tok")

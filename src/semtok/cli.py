@@ -17,15 +17,27 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_train_options(parser: argparse.ArgumentParser, default_config: str) -> None:
-    parser.add_argument("--config", default=default_config, help=f"named config or YAML file (default {default_config})")
+    parser.add_argument(
+        "--config", default=default_config, help=f"named config or YAML file (default {default_config})"
+    )
     parser.add_argument("--data", help="'mnist5k' or an image folder (overrides data.dataset)")
     parser.add_argument("--teacher", help="teacher registry name (overrides model.teacher)")
     parser.add_argument("--teacher-weights", help="local teacher weights file (safetensors or state dict)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key, e.g. --set train.steps=100 (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.steps=100 (repeatable)",
+    )
     parser.add_argument("--out", required=True, help="run folder for checkpoints, logs and the tokenizer")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    parser.add_argument("--stop-at", type=int, metavar="STEP", help="checkpoint and stop after STEP (resume later)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its latest checkpoint"
+    )
+    parser.add_argument(
+        "--stop-at", type=int, metavar="STEP", help="checkpoint and stop after STEP (resume later)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -36,11 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser("train", help="train a tokenizer")
     stages = train.add_subparsers(dest="stage", required=True, parser_class=_Parser)
-    _add_train_options(stages.add_parser("vqkd", help="distil a VQ-KD tokenizer from a teacher"), "vqkd-mnist")
+    _add_train_options(
+        stages.add_parser("vqkd", help="distil a VQ-KD tokenizer from a teacher"), "vqkd-mnist"
+    )
 
     evaluate = verbs.add_parser("evaluate", help="codebook usage, perplexity, teacher similarity on a split")
     evaluate.add_argument("path", help="run folder or tokenizer folder")
-    evaluate.add_argument("--data", default=None, help="'mnist5k' or an image folder (default: the run's data)")
+    evaluate.add_argument(
+        "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
+    )
     evaluate.add_argument("--split", default="val", choices=["train", "val"])
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--teacher-weights", help="local teacher weights file")
@@ -52,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--data", required=True, help="'mnist5k' or an image folder")
     tokenize.add_argument("--split", default="train", choices=["train", "val"])
     tokenize.add_argument("--batch-size", type=int, default=128)
-    tokenize.add_argument("--out", required=True, help="output name: writes NAME.npy, NAME.labels.npy, NAME.json")
+    tokenize.add_argument(
+        "--out", required=True, help="output name: writes NAME.npy, NAME.labels.npy, NAME.json"
+    )
     tokenize.add_argument("--no-progress", action="store_true")
 
     demo = verbs.add_parser("demo", help="train and evaluate on the embedded default (MNIST-5k)")
@@ -138,8 +156,17 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         ids.append(tokenizer.encode(images))
         labels.append(batch_labels)
     meta = {
-        "tokenizer": {"path": str(tokenizer_dir.resolve()), "kind": tokenizer.kind, "config": to_dict(tokenizer.config)},
-        "data": {"dataset": args.data, "split": args.split, "image_size": tokenizer.config.image_size, "augment": "none"},
+        "tokenizer": {
+            "path": str(tokenizer_dir.resolve()),
+            "kind": tokenizer.kind,
+            "config": to_dict(tokenizer.config),
+        },
+        "data": {
+            "dataset": args.data,
+            "split": args.split,
+            "image_size": tokenizer.config.image_size,
+            "augment": "none",
+        },
         "num_classes": getattr(dataset, "num_classes", 0),
         "class_names": list(getattr(dataset, "class_names", [])),
         "skipped_files": list(getattr(dataset, "skipped_files", [])),

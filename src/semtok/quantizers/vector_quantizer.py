@@ -169,10 +169,14 @@ class VectorQuantizer(nn.Module):
             ids = nearest_code(x, codebook, self.distance, self.chunk_size)
             q = F.embedding(ids, codebook)
             commit = F.mse_loss(flat, q)
-            counts, sums = cluster_sums(x, ids, self.num_codes)
             aux = {"loss": self.commitment_weight * commit, "commit_loss": commit.detach()}
-            aux.update(codebook_usage(counts))
-            aux["restarted"] = self._update(x, counts, sums) if self.training else 0
+            if self.training:
+                counts, sums = cluster_sums(x, ids, self.num_codes)
+                aux.update(codebook_usage(counts))
+                aux["restarted"] = self._update(x, counts, sums)
+            else:
+                aux.update(codebook_usage(torch.bincount(ids, minlength=self.num_codes)))
+                aux["restarted"] = 0
             quantized = flat + (q - flat).detach()
         return quantized.to(z.dtype).reshape(z.shape), ids.reshape(z.shape[:-1]), aux
 
@@ -254,8 +258,9 @@ class VectorQuantizer(nn.Module):
         if num_dead == 0 or x.shape[0] == 0:
             return 0
         n = x.shape[0]
-        rows = torch.randperm(n, device=x.device)[:num_dead] if n >= num_dead else None
-        if rows is None:
+        if n >= num_dead:
+            rows = torch.randperm(n, device=x.device)[:num_dead]
+        else:
             rows = torch.randint(n, (num_dead,), device=x.device)
         candidates = x[rows]
         world = _world_size()

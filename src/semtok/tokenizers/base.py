@@ -56,7 +56,9 @@ class Tokenizer(nn.Module):
         raise NotImplementedError
 
     def decode(self, ids_BHW: torch.Tensor) -> torch.Tensor:
-        raise SemtokError(f"this {self.kind} tokenizer has no pixel decoder: train one with `semtok train decoder`")
+        raise SemtokError(
+            f"this {self.kind} tokenizer has no pixel decoder: train one with `semtok train decoder`"
+        )
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically, file by file)."""
@@ -64,7 +66,9 @@ class Tokenizer(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         meta = {"kind": self.kind, "semtok_version": _version(), "config": to_dict(self.config)}
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": self.kind}))
+        atomic_write(
+            directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": self.kind})
+        )
         atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
         return directory
 
@@ -92,7 +96,9 @@ class Tokenizer(nn.Module):
         meta = cls.read_meta(directory)
         kind = meta["kind"]
         if kind not in TOKENIZERS:
-            raise SemtokError(f"'{directory}' holds a tokenizer of unknown kind '{kind}' (known: {list(TOKENIZERS)})")
+            raise SemtokError(
+                f"'{directory}' holds a tokenizer of unknown kind '{kind}' (known: {list(TOKENIZERS)})"
+            )
         target = TOKENIZERS[kind]
         if cls is not Tokenizer and not issubclass(target, cls):
             raise SemtokError(f"'{directory}' holds a '{kind}' tokenizer, not a '{cls.kind}' one")
@@ -105,13 +111,30 @@ class Tokenizer(nn.Module):
             state = load_file(str(weights_path), device=map_location)
         except (SafetensorError, OSError) as error:
             raise SemtokError(f"'{weights_path}' is not a readable safetensors file ({error})") from None
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise SemtokError(
-                f"'{weights_path}' does not match a {kind} tokenizer with this config "
-                f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})"
-            )
+        load_state_checked(
+            model, state, f"'{weights_path}' does not match a {kind} tokenizer with this config"
+        )
         return model.eval()
+
+
+def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """``model.load_state_dict(state)``, but any missing, unexpected or misshapen tensor is one SemtokError."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [
+        f"{k} {list(state[k].shape)} != {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or misshapen:
+        detail = "; ".join(
+            f"{name}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
+            for name, items in (("missing", missing), ("unexpected", unexpected), ("shape", misshapen))
+            if items
+        )
+        raise SemtokError(f"{what} ({detail})")
+    model.load_state_dict(state)
 
 
 def atomic_write(path: Path, write: Any) -> None:

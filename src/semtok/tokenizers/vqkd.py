@@ -78,7 +78,12 @@ class VQKDTokenizer(Tokenizer):
         )
         grid = config.image_size // config.patch_size
         self.decoder = ViTDecoder(
-            grid, config.code_dim, config.decoder_width, config.decoder_depth, config.decoder_heads, config.teacher_dim
+            grid,
+            config.code_dim,
+            config.decoder_width,
+            config.decoder_depth,
+            config.decoder_heads,
+            config.teacher_dim,
         )
         init_weights(self.encoder)
         init_weights(self.task_head)

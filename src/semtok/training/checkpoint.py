@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from semtok.errors import SemtokError
-from semtok.tokenizers.base import atomic_write
+from semtok.tokenizers.base import atomic_write, load_state_checked
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -111,7 +111,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(
-    folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, restore_rng: bool = True
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    restore_rng: bool = True,
 ) -> dict[str, Any]:
     """Restore model (and optimizer, RNGs) from ``folder``; returns the JSON state (step, info)."""
     folder = Path(folder)
@@ -120,12 +123,7 @@ def load_checkpoint(
         model_state = load_file(str(folder / "model.safetensors"))
     except (OSError, json.JSONDecodeError, SafetensorError) as error:
         raise SemtokError(f"checkpoint '{folder}' is unreadable or incomplete ({error})") from None
-    missing, unexpected = model.load_state_dict(model_state, strict=False)
-    if missing or unexpected:
-        raise SemtokError(
-            f"checkpoint '{folder}' does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-            "was it made by another config or tokenizer kind?"
-        )
+    load_state_checked(model, model_state, f"checkpoint '{folder}' was made by another config or kind")
     if optimizer is not None:
         opt_tensors = load_file(str(folder / "optimizer.safetensors"))
         optimizer.load_state_dict(optimizer_from_flat(opt_tensors, state["param_groups"]))

@@ -34,7 +34,9 @@ class TrainConfig:
             )
         for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
             if getattr(self, key) <= 0:
-                raise SemtokError(f"config key 'train.{key}': expected a positive integer, got {getattr(self, key)}")
+                raise SemtokError(
+                    f"config key 'train.{key}': expected a positive integer, got {getattr(self, key)}"
+                )
 
 
 @dataclass
@@ -48,4 +50,6 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.augment not in ("none", "flip", "crop_flip"):
-            raise SemtokError(f"config key 'data.augment': expected none, flip or crop_flip, got {self.augment!r}")
+            raise SemtokError(
+                f"config key 'data.augment': expected none, flip or crop_flip, got {self.augment!r}"
+            )

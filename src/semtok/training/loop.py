@@ -43,7 +43,13 @@ def epoch_batches(
 
 
 def batch_stream(
-    dataset: Any, batch_size: int, seed: int, start_step: int, rank: int, world_size: int, num_workers: int = 0
+    dataset: Any,
+    batch_size: int,
+    seed: int,
+    start_step: int,
+    rank: int,
+    world_size: int,
+    num_workers: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Endless (images, labels, indices) batches from ``start_step`` on, epoch after epoch.
 
@@ -59,8 +65,14 @@ def batch_stream(
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
         batches = epoch_batches(len(dataset), batch_size, seed, epoch, rank, world_size)[skip:]
+        # Its own generator: a DataLoader otherwise draws worker seeds from the global RNG, which would shift the
+        # RNG stream of a resumed run (k-means, code restarts) against a straight one.
         loader = torch.utils.data.DataLoader(
-            _Indexed(dataset), batch_sampler=batches, num_workers=num_workers, persistent_workers=False
+            _Indexed(dataset),
+            batch_sampler=batches,
+            num_workers=num_workers,
+            persistent_workers=False,
+            generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
         )
         yield from loader
         epoch, skip = epoch + 1, 0

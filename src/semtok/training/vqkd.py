@@ -52,11 +52,18 @@ def teacher_targets(teacher: Teacher, images_B3HW: torch.Tensor, grid_hw: tuple[
 
 @torch.no_grad()
 def cache_targets(
-    teacher: Teacher, dataset: Any, grid_hw: tuple[int, int], batch_size: int, device: torch.device, show: bool
+    teacher: Teacher,
+    dataset: Any,
+    grid_hw: tuple[int, int],
+    batch_size: int,
+    device: torch.device,
+    show: bool,
 ) -> torch.Tensor:
     """Teacher targets of every item, in index order: [N, C, h, w] float32 on the CPU."""
     chunks = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc="teacher cache", disable=not show, leave=False):
+    for start in tqdm(
+        range(0, len(dataset), batch_size), desc="teacher cache", disable=not show, leave=False
+    ):
         images = torch.stack([dataset[i][0] for i in range(start, min(len(dataset), start + batch_size))])
         chunks.append(teacher_targets(teacher, images.to(device), grid_hw).cpu())
     return torch.cat(chunks)
@@ -94,7 +101,11 @@ def train_vqkd(
         )
     model_config.teacher_dim = teacher.feature_dim
     train_set = build_dataset(
-        data.dataset, "train", model_config.image_size, augment=data.augment, crop_scale=data.crop_scale,
+        data.dataset,
+        "train",
+        model_config.image_size,
+        augment=data.augment,
+        crop_scale=data.crop_scale,
         seed=train.seed,
     )
     model = VQKDTokenizer(model_config)
@@ -102,19 +113,25 @@ def train_vqkd(
 
     existing = latest_checkpoint(out_dir)
     if existing is not None and not resume:
-        raise SemtokError(f"'{out_dir}' already holds a run (checkpoint {existing.name}): pass --resume or another --out")
+        raise SemtokError(
+            f"'{out_dir}' already holds a run (checkpoint {existing.name}): pass --resume or another --out"
+        )
     if resume and existing is None:
         raise SemtokError(f"--resume: '{out_dir}' holds no checkpoint to resume from")
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump({"kind": "vqkd", **to_dict(config)}, sort_keys=False))
+        (out_dir / "config.yaml").write_text(
+            yaml.safe_dump({"kind": "vqkd", **to_dict(config)}, sort_keys=False)
+        )
 
     optimizer = adamw(model, train)
     start_step = 0
     if existing is not None:
         state = load_checkpoint(existing, model, optimizer)
         if state["info"].get("kind") != "vqkd":
-            raise SemtokError(f"checkpoint '{existing}' is a '{state['info'].get('kind')}' run, not a vqkd one")
+            raise SemtokError(
+                f"checkpoint '{existing}' is a '{state['info'].get('kind')}' run, not a vqkd one"
+            )
         start_step = state["step"]
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped: VQKDTokenizer = accelerator.unwrap_model(model)
@@ -124,20 +141,38 @@ def train_vqkd(
     if train.cache_teacher and not augmented:
         size_gb = len(train_set) * teacher.feature_dim * grid_hw[0] * grid_hw[1] * 4 / 1e9
         if size_gb <= train.max_cache_gb:
-            cache = cache_targets(teacher, train_set, grid_hw, 256, accelerator.device, show=main and progress)
+            cache = cache_targets(
+                teacher, train_set, grid_hw, 256, accelerator.device, show=main and progress
+            )
     cache_note = (
         "cached (no random augmentation)"
         if cache is not None
-        else ("computed every step (random augmentation)" if augmented else "computed every step (cache off or too large)")
+        else (
+            "computed every step (random augmentation)"
+            if augmented
+            else "computed every step (cache off or too large)"
+        )
     )
 
     log = RunLog(out_dir, enabled=main)
     per_process = train.batch_size // world
     stream = batch_stream(
-        train_set, train.batch_size, train.seed, start_step, accelerator.process_index, world, data.num_workers
+        train_set,
+        train.batch_size,
+        train.seed,
+        start_step,
+        accelerator.process_index,
+        world,
+        data.num_workers,
     )
     window_counts = torch.zeros(model_config.num_codes, dtype=torch.long)
-    bar = tqdm(total=train.steps, initial=start_step, desc="vqkd", disable=not (main and progress), dynamic_ncols=True)
+    bar = tqdm(
+        total=train.steps,
+        initial=start_step,
+        desc="vqkd",
+        disable=not (main and progress),
+        dynamic_ncols=True,
+    )
     model.train()
     step = start_step
     loss_value = float("nan")
@@ -157,7 +192,9 @@ def train_vqkd(
         distill = cosine_distillation_loss(decoded, targets)
         loss = distill + aux["loss"]
         if not torch.isfinite(loss):
-            raise SemtokError(f"loss became {loss.item()} at step {step}: lower train.lr or use mixed_precision=no")
+            raise SemtokError(
+                f"loss became {loss.item()} at step {step}: lower train.lr or use mixed_precision=no"
+            )
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         if train.grad_clip > 0:
@@ -180,7 +217,9 @@ def train_vqkd(
                     "lr": lr,
                 },
             )
-            bar.set_postfix(loss=f"{loss_value:.4f}", cos=f"{1 - distill.item():.3f}", usage=f"{stats['usage']:.2f}")
+            bar.set_postfix(
+                loss=f"{loss_value:.4f}", cos=f"{1 - distill.item():.3f}", usage=f"{stats['usage']:.2f}"
+            )
         bar.update(1)
         if step % train.checkpoint_every == 0 or step == last_step:
             accelerator.wait_for_everyone()
