@@ -21,7 +21,8 @@ demo: install
 	$(PYTHON) -m semtok demo --out runs/demo
 
 bench: install
-	$(PYTHON) benchmarks/run.py
+	$(PYTHON) benchmarks/bench_quantizer.py
+	$(PYTHON) benchmarks/bench_vqkd.py
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks

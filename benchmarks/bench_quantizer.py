@@ -82,19 +82,35 @@ def _vqp(init_batch: torch.Tensor):
     return vq
 
 
-def _timeit(fn, repeats: int) -> float:
+def _cpu_pressure() -> float | None:
+    """Share of the last 10 s (in %) in which some runnable task waited for a CPU (Linux PSI), or None."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _timeit(fn, repeats: int) -> dict:
+    """Median and min wall time of ``fn`` over ``repeats`` runs after one warm-up; CPU pressure after."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return {"seconds": statistics.median(times), "min_seconds": min(times), "cpu_pressure": _cpu_pressure()}
 
 
 def _time_matmul_preallocated(zn: torch.Tensor, codes: torch.Tensor, repeats: int) -> float:
     out = torch.empty(zn.shape[0], codes.shape[0])
     return _timeit(lambda: torch.mm(zn, codes.t(), out=out), repeats)
+
+
+def _ours_with_chunk(z: torch.Tensor, chunk: int):
+    vq = _ours(z)
+    vq.chunk_size = chunk
+    return vq
 
 
 def child_memory(which: str) -> dict:
@@ -136,6 +152,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results_quantizer.json")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-vqp", action="store_true", help="leave out vector-quantize-pytorch (slow)")
+    parser.add_argument("--chunks", default="128,256,512,1024,4096", help="chunk sizes (rows) to sweep")
     parser.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_memory:
@@ -149,14 +166,16 @@ def main() -> None:
     codes = F.normalize(torch.randn(K, D), dim=-1)
     x = z.reshape(64, 1024, D).clone().requires_grad_()
     rows = {}
+    print(f"CPU pressure before: {_cpu_pressure()}% (Linux PSI avg10; > 5 means other processes compete)")
 
-    print("timing our step ...", flush=True)
+    print("timing our step and bare matmul ...", flush=True)
     ours = _ours(z)
-    rows["ours step"] = {"seconds": _timeit(lambda: ours(x), args.repeats)}
-
-    print("timing bare matmul ...", flush=True)
-    rows["matmul (fresh out)"] = {"seconds": _timeit(lambda: torch.mm(zn, codes.t()), args.repeats)}
-    rows["matmul (preallocated out)"] = {"seconds": _time_matmul_preallocated(zn, codes, args.repeats)}
+    rows["ours step"] = _timeit(lambda: ours(x), args.repeats)
+    rows["matmul (fresh out)"] = _timeit(lambda: torch.mm(zn, codes.t()), args.repeats)
+    rows["matmul (preallocated out)"] = _time_matmul_preallocated(zn, codes, args.repeats)
+    for chunk in [int(c) for c in args.chunks.split(",") if c]:
+        vq = _ours_with_chunk(z, chunk)
+        rows[f"ours step, chunk {chunk} rows"] = _timeit(lambda vq=vq: vq(x), args.repeats)
 
     print("timing our k-means init (first training step) ...", flush=True)
     from semtok.quantizers import VectorQuantizer
@@ -167,14 +186,20 @@ def main() -> None:
         start = time.perf_counter()
         fresh(x)
         init_times.append(time.perf_counter() - start)
-    rows["ours init step (k-means 10 it)"] = {"seconds": statistics.median(init_times)}
+    rows["ours init step (k-means 10 it)"] = {
+        "seconds": statistics.median(init_times),
+        "cpu_pressure": _cpu_pressure(),
+    }
 
     if not args.skip_vqp:
         print("timing vector-quantize-pytorch init and step (slow) ...", flush=True)
         start = time.perf_counter()
         vqp = _vqp(z)
-        rows["vqp init step (k-means 10 it)"] = {"seconds": time.perf_counter() - start}
-        rows["vqp step"] = {"seconds": _timeit(lambda: vqp(x), max(1, args.repeats // 2 + 1))}
+        rows["vqp init step (k-means 10 it)"] = {
+            "seconds": time.perf_counter() - start,
+            "cpu_pressure": _cpu_pressure(),
+        }
+        rows["vqp step"] = _timeit(lambda: vqp(x), max(1, args.repeats // 2 + 1))
         del vqp
 
     print("measuring peak memory in subprocesses ...", flush=True)
@@ -191,24 +216,31 @@ def main() -> None:
         summary["vqp / ours"] = rows["vqp step"]["seconds"] / t_ours
 
     print(f"\nN={N}, K={K}, d={D}, cosine, fp32, {THREADS} threads, median of {args.repeats}\n")
-    print("| what | seconds | x ours | peak growth MB |")
-    print("|---|---:|---:|---:|")
+    print("| what | seconds (median) | min | x ours | peak growth MB | CPU pressure % |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, row in rows.items():
         mem = row.get("memory", {}).get("peak_growth_mb")
         mem_s = f"{mem:.0f}" if mem is not None else "-"
-        print(f"| {name} | {row['seconds']:.3f} | {row['seconds'] / t_ours:.2f} | {mem_s} |")
+        min_s = f"{row['min_seconds']:.3f}" if "min_seconds" in row else "-"
+        print(
+            f"| {name} | {row['seconds']:.3f} | {min_s} | {row['seconds'] / t_ours:.2f} | {mem_s} "
+            f"| {row.get('cpu_pressure')} |"
+        )
     print()
     for key, value in summary.items():
         print(f"{key}: {value:.2f}")
+    pressures = [r["cpu_pressure"] for r in rows.values() if r.get("cpu_pressure") is not None]
+    if pressures and max(pressures) > 5:
+        print("warning: other processes competed for the CPU during some timings; rerun on a quiet machine")
 
     result = {
         "workload": {"N": N, "K": K, "d": D, "distance": "cosine", "dtype": "float32", "threads": THREADS},
         "repeats": args.repeats,
         "torch": torch.__version__,
-        "loadavg_at_end": os.getloadavg(),
         "rows": rows,
         "summary": summary,
         "memory_method": "VmHWM after one step minus VmRSS before it, high-water mark reset first, fresh subprocess",
+        "cpu_pressure_method": "Linux PSI /proc/pressure/cpu 'some avg10' read after each timing",
     }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
