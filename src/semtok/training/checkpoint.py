@@ -1,8 +1,8 @@
 """Training checkpoints without pickle: safetensors for tensors, JSON for everything else, written atomically.
 
 Layout of ``OUT/checkpoints/step_00000100/``:
-  model.safetensors      the unwrapped model's state dict
-  optimizer.safetensors  optimizer per-parameter tensors (``{param_index}.{name}``)
+  NAME.safetensors           each (unwrapped) module's state dict, e.g. ``model``, ``discriminator``
+  optimizer_NAME.safetensors each optimizer's per-parameter tensors (``{param_index}.{name}``)
   rng.safetensors        torch CPU (and CUDA) generator states, numpy's key array
   state.json             step, epoch, optimizer param_groups, python/numpy RNG scalars, run info
 ``OUT/checkpoints/latest`` names the newest complete checkpoint. A checkpoint folder is first written as
@@ -72,22 +72,25 @@ def optimizer_from_flat(tensors: dict[str, torch.Tensor], param_groups: list[dic
 def save_checkpoint(
     run_dir: Path,
     step: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    modules: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
     info: dict[str, Any],
     keep: int = 2,
 ) -> Path:
-    """Write checkpoint ``step`` of an (unwrapped) model and its optimizer; keep the newest ``keep``."""
+    """Write checkpoint ``step`` of (unwrapped) modules and their optimizers; keep the newest ``keep``."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    model_tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(model_tensors, str(tmp / "model.safetensors"))
-    opt_tensors, param_groups = optimizer_to_flat(optimizer)
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    for key, module in modules.items():
+        tensors = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+        save_file(tensors, str(tmp / f"{key}.safetensors"))
+    param_groups = {}
+    for key, optimizer in optimizers.items():
+        opt_tensors, param_groups[key] = optimizer_to_flat(optimizer)
+        save_file(opt_tensors, str(tmp / f"optimizer_{key}.safetensors"))
     rng_tensors, rng_scalars = rng_state()
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     state = {"step": step, "param_groups": param_groups, "rng": rng_scalars, "info": info}
@@ -112,21 +115,34 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(
     folder: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
+    modules: dict[str, torch.nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer] | None = None,
     restore_rng: bool = True,
+    kind: str | None = None,
 ) -> dict[str, Any]:
-    """Restore model (and optimizer, RNGs) from ``folder``; returns the JSON state (step, info)."""
+    """Restore modules (and optimizers, RNGs) from ``folder``; returns the JSON state (step, info).
+
+    ``kind``: the run kind the caller expects; a checkpoint of another kind is a SemtokError.
+    """
     folder = Path(folder)
     try:
         state = json.loads((folder / "state.json").read_text())
-        model_state = load_file(str(folder / "model.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorError) as error:
+    except (OSError, json.JSONDecodeError) as error:
         raise SemtokError(f"checkpoint '{folder}' is unreadable or incomplete ({error})") from None
-    load_state_checked(model, model_state, f"checkpoint '{folder}' was made by another config or kind")
-    if optimizer is not None:
-        opt_tensors = load_file(str(folder / "optimizer.safetensors"))
-        optimizer.load_state_dict(optimizer_from_flat(opt_tensors, state["param_groups"]))
-    if restore_rng:
-        set_rng_state(load_file(str(folder / "rng.safetensors")), state["rng"])
+    found = state.get("info", {}).get("kind")
+    if kind is not None and found != kind:
+        raise SemtokError(f"checkpoint '{folder}' is a '{found}' run, not a '{kind}' one")
+    try:
+        for key, module in modules.items():
+            tensors = load_file(str(folder / f"{key}.safetensors"))
+            load_state_checked(
+                module, tensors, f"checkpoint '{folder}' ({key}) was made by another config or kind"
+            )
+        for key, optimizer in (optimizers or {}).items():
+            opt_tensors = load_file(str(folder / f"optimizer_{key}.safetensors"))
+            optimizer.load_state_dict(optimizer_from_flat(opt_tensors, state["param_groups"][key]))
+        if restore_rng:
+            set_rng_state(load_file(str(folder / "rng.safetensors")), state["rng"])
+    except (OSError, SafetensorError, KeyError) as error:
+        raise SemtokError(f"checkpoint '{folder}' is unreadable or incomplete ({error})") from None
     return state

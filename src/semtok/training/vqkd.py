@@ -127,12 +127,7 @@ def train_vqkd(
     optimizer = adamw(model, train)
     start_step = 0
     if existing is not None:
-        state = load_checkpoint(existing, model, optimizer)
-        if state["info"].get("kind") != "vqkd":
-            raise SemtokError(
-                f"checkpoint '{existing}' is a '{state['info'].get('kind')}' run, not a vqkd one"
-            )
-        start_step = state["step"]
+        start_step = load_checkpoint(existing, {"model": model}, {"model": optimizer}, kind="vqkd")["step"]
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped: VQKDTokenizer = accelerator.unwrap_model(model)
 
@@ -225,7 +220,14 @@ def train_vqkd(
             accelerator.wait_for_everyone()
             if main:
                 info = {"kind": "vqkd", "per_process_batch": per_process, "world_size": world}
-                save_checkpoint(out_dir, step, unwrapped, optimizer, info, keep=train.keep_checkpoints)
+                save_checkpoint(
+                    out_dir,
+                    step,
+                    {"model": unwrapped},
+                    {"model": optimizer},
+                    info,
+                    keep=train.keep_checkpoints,
+                )
     bar.close()
     log.close()
     accelerator.wait_for_everyone()
