@@ -50,3 +50,31 @@ def test_help_lists_verbs():
     assert result.returncode == 0
     for verb in ("train", "evaluate", "tokenize", "demo"):
         assert verb in result.stdout
+
+
+def test_cli_stop_and_resume(tmp_path, tiny_vqkd_overrides):
+    sets = [arg for item in tiny_vqkd_overrides for arg in ("--set", item)]
+    out = str(tmp_path / "run")
+    assert (
+        main(
+            [
+                "train",
+                "vqkd",
+                *sets,
+                "--set",
+                "train.steps=4",
+                "--out",
+                out,
+                "--stop-at",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert not (tmp_path / "run" / "tokenizer").exists()
+    assert main(["train", "vqkd", "--out", out, "--resume", "--no-progress"]) == 0
+    assert (tmp_path / "run" / "tokenizer" / "model.safetensors").exists()
+    assert (
+        main(["train", "vqgan", "--out", out, "--resume", "--no-progress"]) == 2
+    )  # a vqkd run, not a vqgan one

@@ -51,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(
         stages.add_parser("vqkd", help="distil a VQ-KD tokenizer from a teacher"), "vqkd-mnist"
     )
+    for kind, text in (
+        ("vqgan", "VQGAN baseline (L2 codebook, L1 + perceptual + adaptive GAN)"),
+        ("cvq", "CVQ-VAE baseline (cosine codebook, re-seeding of rarely used codes)"),
+        ("fsq", "FSQ baseline (finite scalar quantization)"),
+    ):
+        _add_train_options(stages.add_parser(kind, help=text), f"{kind}-mnist")
+    decoder = stages.add_parser(
+        "decoder", help="train a pixel decoder for a frozen VQ-KD / Cluster tokenizer"
+    )
+    _add_train_options(decoder, "decoder-vqkd-mnist")
+    decoder.add_argument("--tokenizer", help="the feature tokenizer: a run folder or tokenizer folder")
 
     evaluate = verbs.add_parser("evaluate", help="codebook usage, perplexity, teacher similarity on a split")
     evaluate.add_argument("path", help="run folder or tokenizer folder")
@@ -91,11 +102,9 @@ def cmd_train_vqkd(args: argparse.Namespace) -> int:
     from semtok.training.vqkd import VQKDRunConfig, train_vqkd
 
     out = Path(args.out)
-    source = args.config
-    if args.resume and (out / "config.yaml").exists():
-        source = str(out / "config.yaml")
+    source = _resume_source(args, out)
     overrides = _config_overrides(args)
-    config = load_config(VQKDRunConfig, source, overrides)
+    config = load_config(VQKDRunConfig, source, overrides, ignore=("kind",))
     summary = train_vqkd(config, out, resume=args.resume, progress=not args.no_progress, stop_at=args.stop_at)
     if summary.get("stopped_at_step") is not None:
         print(f"stopped after step {summary['stopped_at_step']}; continue with --resume --out {out}")
@@ -105,8 +114,42 @@ def cmd_train_vqkd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resume_source(args: argparse.Namespace, out: Path) -> str:
+    """The config to use: the run's own saved config when resuming (checked to be of this stage's kind)."""
+    saved = out / "config.yaml"
+    if not (args.resume and saved.exists()):
+        return args.config
+    import yaml
+
+    kind = (yaml.safe_load(saved.read_text()) or {}).get("kind")
+    if kind != args.stage:
+        raise SemtokError(f"--resume: '{out}' holds a '{kind}' run, not a '{args.stage}' one")
+    return str(saved)
+
+
+def cmd_train_pixel(args: argparse.Namespace) -> int:
+    from semtok.config import load_config
+    from semtok.training.pixel import RUN_CONFIGS, train_pixel
+
+    out = Path(args.out)
+    source = _resume_source(args, out)
+    overrides = _config_overrides(args)
+    if getattr(args, "tokenizer", None):
+        overrides.insert(0, f"tokenizer={args.tokenizer}")
+    config = load_config(RUN_CONFIGS[args.stage], source, overrides, ignore=("kind", "perceptual_loss_used"))
+    summary = train_pixel(args.stage, config, out, args.resume, not args.no_progress, args.stop_at)
+    if summary.get("stopped_at_step") is not None:
+        print(f"stopped after step {summary['stopped_at_step']}; continue with --resume --out {out}")
+    elif summary:
+        print(f"tokenizer: {summary['tokenizer']}")
+        print(f"perceptual loss: {summary['perceptual_loss']}; skipped files: {summary['skipped_files']}")
+    return 0
+
+
 def _config_overrides(args: argparse.Namespace) -> list[str]:
     overrides = []
+    if args.stage != "vqkd" and (args.teacher or args.teacher_weights):
+        raise SemtokError(f"--teacher and --teacher-weights apply to `train vqkd`, not `train {args.stage}`")
     if args.data:
         overrides.append(f"data.dataset={args.data}")
     if args.teacher:
@@ -209,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.verb == "train":
-            return {"vqkd": cmd_train_vqkd}[args.stage](args)
+            return cmd_train_vqkd(args) if args.stage == "vqkd" else cmd_train_pixel(args)
         return COMMANDS[args.verb](args)
     except SemtokError as error:
         print(f"semtok: error: {error}", file=sys.stderr)

@@ -185,8 +185,14 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
-def load_config(cls: type[T], source: str | None, overrides: list[str] | None = None) -> T:
-    """Read a named config or YAML file (or the class defaults when ``source`` is None), apply overrides."""
+def load_config(
+    cls: type[T], source: str | None, overrides: list[str] | None = None, ignore: tuple[str, ...] = ()
+) -> T:
+    """Read a named config or YAML file (or the class defaults when ``source`` is None), apply overrides.
+
+    ``ignore``: top-level keys that a saved run config carries for the record (e.g. ``kind``) and that are dropped.
+    """
     raw = read_config_source(source) if source else {}
+    raw = {k: v for k, v in raw.items() if k not in ignore}
     raw = apply_overrides(raw, overrides or [])
     return from_dict(cls, raw)

@@ -167,6 +167,28 @@ class EfficientNetLiteTeacher(Teacher):
             x = block(x)
         return x.contiguous()
 
+    def extract_stages(self, pixels_B3HW: torch.Tensor, strides: tuple[int, ...]) -> list[torch.Tensor]:
+        """Features of several stages, ``[B, C_s, H / s, W / s]`` (ceil) for each stride ``s`` in ``strides``
+        (any of 2, 4, 8, 16, 32, in the order given), from already-normalised input of any size.
+
+        Unlike ``forward`` this keeps the autograd graph, so gradients reach ``pixels_B3HW`` (the weights
+        stay frozen); a perceptual loss uses it. Blocks past the largest stride are not run.
+        """
+        ends = {int(info["reduction"]): int(info["module"].split(".")[1]) for info in self.model.feature_info}
+        unknown = [s for s in strides if s not in ends]
+        if unknown or not strides:
+            raise SemtokError(
+                f"teacher {self.name!r}: strides {list(strides)} not available; choose from {sorted(ends)}"
+            )
+        wanted = {ends[s]: s for s in strides}
+        found: dict[int, torch.Tensor] = {}
+        x = self.model.bn1(self.model.conv_stem(pixels_B3HW.contiguous(memory_format=torch.channels_last)))
+        for index, block in enumerate(self.model.blocks[: max(wanted) + 1]):
+            x = block(x)
+            if index in wanted:
+                found[wanted[index]] = x.contiguous()
+        return [found[s] for s in strides]
+
     @torch.no_grad()
     def classify(self, images_B3HW: torch.Tensor) -> torch.Tensor:
         """ImageNet-1k logits ``[B, 1000]`` of images in [-1, 1], read at their own size (224 is native for

@@ -1,6 +1,21 @@
 """Tokenizers behind one interface; importing this package registers every kind for from_pretrained."""
 
 from semtok.tokenizers.base import Tokenizer
+from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
+from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
+from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer
 
-__all__ = ["Tokenizer", "VQKDConfig", "VQKDTokenizer"]
+__all__ = [
+    "CVQConfig",
+    "CVQTokenizer",
+    "FSQConfig",
+    "FSQTokenizer",
+    "PixelDecoder",
+    "PixelDecoderConfig",
+    "Tokenizer",
+    "VQGANConfig",
+    "VQGANTokenizer",
+    "VQKDConfig",
+    "VQKDTokenizer",
+]

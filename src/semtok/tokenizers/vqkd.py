@@ -16,6 +16,7 @@ from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
 from semtok.quantizers.vector_quantizer import VectorQuantizer
 from semtok.tokenizers.base import Tokenizer, register_tokenizer
+from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
 
 
 @dataclass
@@ -42,6 +43,7 @@ class VQKDConfig:
     teacher_input_size: int = 0  # 0: the teacher's default
     teacher_stride: int = 0  # 0: the teacher's default
     teacher_dim: int = 0  # filled in from the teacher when training starts
+    pixel_decoder: PixelDecoderConfig | None = None  # added by `semtok train decoder`
 
     def __post_init__(self) -> None:
         if self.distance not in ("cosine", "l2"):
@@ -88,6 +90,7 @@ class VQKDTokenizer(Tokenizer):
         init_weights(self.encoder)
         init_weights(self.task_head)
         init_weights(self.decoder)
+        self.pixel_decoder = PixelDecoder(config.pixel_decoder) if config.pixel_decoder else None
 
     @property
     def num_codes(self) -> int:
@@ -127,6 +130,19 @@ class VQKDTokenizer(Tokenizer):
         z_BND, (h, w) = self.features(images_B3HW)
         _, ids_BN, _ = self.quantizer(z_BND)
         return ids_BN.view(-1, h, w)
+
+    def pixel_decode(self, ids_BHW: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, h, w] -> images [B, 3, H, W] (unclamped, ~[-1, 1]; differentiable in the decoder)."""
+        if self.pixel_decoder is None:
+            return super().decode(ids_BHW)
+        B, h, w = ids_BHW.shape
+        codes_BND = self.quantizer.lookup(ids_BHW.reshape(B, h * w))
+        return self.pixel_decoder(codes_BND, (h, w))
+
+    @torch.no_grad()
+    def decode(self, ids_BHW: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, h, w] int64 -> images [B, 3, H, W] float32 in [-1, 1] (needs a pixel decoder)."""
+        return self.pixel_decode(ids_BHW).clamp(-1, 1)
 
     @torch.no_grad()
     def decode_features(self, ids_BHW: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,215 @@
+"""Frechet Inception Distance: feature statistics, the Frechet distance, and a cache of reference statistics.
+
+``FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr(sqrtm(S1 S2))`` on float64 means and covariances of 2048-d
+TF-Inception pool3 features (see :mod:`semtok.metrics.inception`), computed as pytorch-fid does.
+
+Reference statistics are computed once per (data set, split, image size, extractor id[, image limit]) and stored
+under the cache folder (``$SEMTOK_CACHE/fid`` if ``SEMTOK_CACHE`` is set, else ``~/.cache/semtok/fid``) as
+``<name>.npz`` (arrays ``mu`` [D] and ``sigma`` [D, D], float64, loaded with ``allow_pickle=False``) next to
+``<name>.json`` (the key, the number of images, the semtok version). A cache whose metadata does not match the
+request is recomputed, never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from semtok.errors import SemtokError
+
+if TYPE_CHECKING:
+    from semtok.metrics.inception import InceptionFeatures
+
+KEY_FIELDS = ("dataset_id", "split", "image_size", "extractor_id", "limit")
+
+
+def feature_stats(features: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Features [N, D] (numpy or torch, N >= 2) -> (mu [D], sigma [D, D]) float64; sigma uses N - 1 (np.cov)."""
+    feats = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features, dtype=np.float64)
+    if feats.ndim != 2 or feats.shape[0] < 2:
+        raise SemtokError(f"FID: expected features [N, D] with N >= 2, got shape {feats.shape}")
+    if not np.isfinite(feats).all():
+        raise SemtokError("FID: features contain NaN or inf")
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def frechet_distance(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), float64 (pytorch-fid's computation).
+
+    ``tr(sqrtm(S1 S2))`` uses ``scipy.linalg.sqrtm``; when that is not finite (singular product), it is
+    recomputed on ``(S1 + eps I)(S2 + eps I)``; a complex result whose diagonal has imaginary parts above 1e-3
+    is an error, smaller imaginary parts (round-off) are dropped. Shapes: mu [D], sigma [D, D].
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = (
+        np.atleast_2d(np.asarray(sigma1, np.float64)),
+        np.atleast_2d(np.asarray(sigma2, np.float64)),
+    )
+    dim = mu1.shape[0]
+    if mu2.shape != (dim,) or sigma1.shape != (dim, dim) or sigma2.shape != (dim, dim):
+        raise SemtokError(
+            f"FID: statistics differ in shape: mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / {sigma2.shape}"
+        )
+    import scipy.linalg  # imported here: `import semtok.metrics` stays light for training code
+
+    diff = mu1 - mu2
+    with warnings.catch_warnings():  # sqrtm warns on singular matrices; handled below
+        warnings.simplefilter("ignore")
+        covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+        if not np.isfinite(covmean).all():
+            offset = np.eye(dim) * eps
+            covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise SemtokError(
+                f"FID: sqrtm(S1 S2) has an imaginary component of {np.abs(covmean.imag).max():.3g}; "
+                "expected real (use more images than feature dimensions)"
+            )
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def fid_from_features(feats_a: Any, feats_b: Any) -> float:
+    """FID between two feature sets [N, D] and [M, D] (numpy or torch)."""
+    return frechet_distance(*feature_stats(feats_a), *feature_stats(feats_b))
+
+
+def default_cache_dir() -> Path:
+    """``$SEMTOK_CACHE/fid`` if the variable is set, else ``~/.cache/semtok/fid``."""
+    root = os.environ.get("SEMTOK_CACHE")
+    return (Path(root).expanduser() if root else Path.home() / ".cache" / "semtok") / "fid"
+
+
+def cache_name(key: dict[str, Any]) -> str:
+    """File stem for a key: readable data set / split / size, plus a hash of the whole key."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{key['dataset_id']}_{key['split']}_{key['image_size']}px")
+    return f"{readable.strip('-')[-80:]}_{digest}"
+
+
+def _with_ext(stem: Path, ext: str) -> Path:
+    """``stem`` + ``ext`` (not ``with_suffix``: the stem may contain dots)."""
+    return stem.with_name(stem.name + ext)
+
+
+def save_stats(path_stem: Path, mu: np.ndarray, sigma: np.ndarray, metadata: dict[str, Any]) -> None:
+    """Write ``<stem>.npz`` (mu, sigma) then ``<stem>.json`` (metadata), each atomically (temp file + rename)."""
+    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    npz, meta = _with_ext(path_stem, ".npz"), _with_ext(path_stem, ".json")
+    tmp = _with_ext(path_stem, f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
+    os.replace(tmp, npz)
+    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    os.replace(tmp, meta)
+
+
+def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(mu [D], sigma [D, D]) float64 from an ``.npz`` holding arrays ``mu`` and ``sigma``.
+
+    That is this cache's format and also the one of ADM's (guided-diffusion) reference batches.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
+    except (OSError, KeyError, ValueError) as error:
+        raise SemtokError(
+            f"FID statistics '{path}': expected an .npz with arrays 'mu' and 'sigma': {error}"
+        ) from error
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise SemtokError(
+            f"FID statistics '{path}': expected mu [D] and sigma [D, D], got {mu.shape}, {sigma.shape}"
+        )
+    return mu, sigma
+
+
+def _load_cached(stem: Path, key: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cached (mu, sigma) when the metadata matches ``key`` exactly and the arrays load; else None."""
+    npz, meta = _with_ext(stem, ".npz"), _with_ext(stem, ".json")
+    if not (npz.is_file() and meta.is_file()):
+        return None
+    try:
+        metadata = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(metadata, dict) or any(metadata.get(name) != key[name] for name in KEY_FIELDS):
+        return None
+    try:
+        return load_stats(npz)
+    except SemtokError:
+        return None
+
+
+def reference_stats(
+    dataset_id: str,
+    split: str,
+    image_size: int,
+    extractor: InceptionFeatures,
+    images_iter_fn: Callable[[], Iterable],
+    cache_dir: str | Path | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu [2048], sigma [2048, 2048]) float64 of a reference image set, from the cache or computed and cached.
+
+    Args:
+        dataset_id: names the data set's content (e.g. "mnist5k", or an image folder's resolved path).
+        split: e.g. "val" or "train" (the ADM protocol uses a train-set reference batch: record which).
+        image_size: side of the images ``images_iter_fn`` yields; checked against every batch.
+        extractor: the feature extractor; its ``extractor_id`` is part of the key.
+        images_iter_fn: no-argument callable returning an iterable of batches: uint8 [B, 3, H, W], float in
+            [-1, 1], or ``(images, labels)`` tuples. Called only when the cache cannot be used.
+        cache_dir: defaults to :func:`default_cache_dir`.
+        limit: use at most this many images (part of the key); None -> all.
+        progress: show a progress bar while computing.
+
+    The key is (dataset_id, split, image_size, extractor_id, limit); the JSON metadata also records
+    ``num_images`` and ``semtok_version``. Metadata that does not match the key means recompute.
+    """
+    from semtok import __version__
+
+    key: dict[str, Any] = {
+        "dataset_id": str(dataset_id),
+        "split": str(split),
+        "image_size": int(image_size),
+        "extractor_id": extractor.extractor_id,
+        "limit": None if limit is None else int(limit),
+    }
+    stem = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    stem = stem / cache_name(key)
+    cached = _load_cached(stem, key)
+    if cached is not None:
+        return cached
+
+    def checked_batches() -> Iterable:
+        for batch in images_iter_fn():
+            images = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if tuple(images.shape[-2:]) != (key["image_size"], key["image_size"]):
+                raise SemtokError(
+                    f"FID reference '{dataset_id}' ({split}): declared image_size {image_size}, "
+                    f"got images of {tuple(images.shape[-2:])}"
+                )
+            yield images
+
+    features = extractor.extract(checked_batches(), limit=limit, progress=progress)
+    mu, sigma = feature_stats(features)
+    metadata = {
+        **key,
+        "num_images": int(features.shape[0]),
+        "semtok_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    save_stats(stem, mu, sigma, metadata)
+    return mu, sigma
