@@ -87,3 +87,38 @@ def test_decoder_needs_a_feature_tokenizer(image_folder, tmp_path):
     config = load_config(RUN_CONFIGS["decoder"], "decoder-vqkd-mnist")
     with pytest.raises(SemtokError, match="--tokenizer"):
         train_pixel("decoder", config, tmp_path / "dec", progress=False)
+
+
+def test_evaluate_and_reconstruct_pixel_tokenizer(image_folder, tmp_path):
+    from semtok.cli import main
+    from semtok.evaluate import evaluate_tokenizer
+
+    run(
+        "fsq",
+        [*TINY_CONV, "model.levels=[4, 4]", "train.steps=2", f"data.dataset={image_folder}"],
+        tmp_path / "fsq",
+    )
+    results = evaluate_tokenizer(tmp_path / "fsq", str(image_folder), "val", progress=False)
+    assert 0 < results["psnr"] < 100 and -1 <= results["ssim"] <= 1
+    assert results["rfid"] > 0 and "tf-inception" in results["fid_extractor"].lower()
+    assert "6 images" in results["fid_reference"]
+    assert results["lpips_model"].startswith("skipped") or "lpips" in results
+    grid = tmp_path / "grid.png"
+    assert (
+        main(
+            [
+                "reconstruct",
+                str(tmp_path / "fsq"),
+                "--data",
+                str(image_folder),
+                "--n",
+                "4",
+                "--out",
+                str(grid),
+            ]
+        )
+        == 0
+    )
+    from PIL import Image
+
+    assert Image.open(grid).size == (4 * 34 + 2, 2 * 34 + 2)  # 4 originals over their 4 reconstructions

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="val", choices=["train", "val"])
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--teacher-weights", help="local teacher weights file")
+    evaluate.add_argument("--no-fid", action="store_true", help="skip rFID (the slowest metric on a CPU)")
+    evaluate.add_argument("--inception-weights", help="pt_inception-2015-12-05 weights file for FID")
+    evaluate.add_argument("--lpips-weights", help="VGG16 backbone weights file for LPIPS")
     evaluate.add_argument("--out", help="JSON file (default: eval.json beside the tokenizer)")
     evaluate.add_argument("--no-progress", action="store_true")
 
@@ -83,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="output name: writes NAME.npy, NAME.labels.npy, NAME.json"
     )
     tokenize.add_argument("--no-progress", action="store_true")
+
+    reconstruct = verbs.add_parser(
+        "reconstruct", help="write originals beside their reconstructions as a grid"
+    )
+    reconstruct.add_argument("path", help="run folder or tokenizer folder (with a pixel decoder)")
+    reconstruct.add_argument(
+        "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
+    )
+    reconstruct.add_argument("--split", default="val", choices=["train", "val"])
+    reconstruct.add_argument("--n", type=int, default=32, help="number of images (default 32)")
+    reconstruct.add_argument("--out", required=True, help="image file, e.g. grid.png")
 
     demo = verbs.add_parser("demo", help="train and evaluate on the embedded default (MNIST-5k)")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -174,7 +188,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     data = args.data or _run_data(args.path)
     results = evaluate_tokenizer(
-        args.path, data, args.split, args.batch_size, args.teacher_weights, progress=not args.no_progress
+        args.path,
+        data,
+        args.split,
+        args.batch_size,
+        args.teacher_weights,
+        progress=not args.no_progress,
+        fid=not args.no_fid,
+        inception_weights=args.inception_weights,
+        lpips_weights=args.lpips_weights,
     )
     out = Path(args.out) if args.out else resolve_tokenizer_dir(args.path).parent / f"eval_{args.split}.json"
     print(format_table(results))
@@ -244,7 +266,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"evaluate": cmd_evaluate, "tokenize": cmd_tokenize, "demo": cmd_demo}
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    import torch
+
+    from semtok.data import build_dataset
+    from semtok.evaluate import resolve_tokenizer_dir
+    from semtok.tokenizers.base import Tokenizer
+    from semtok.visualize import reconstruction_grid, save_grid
+
+    if args.n <= 0:
+        raise SemtokError(f"--n: expected a positive number of images, got {args.n}")
+    tokenizer = Tokenizer.from_pretrained(resolve_tokenizer_dir(args.path))
+    dataset = build_dataset(args.data or _run_data(args.path), args.split, tokenizer.config.image_size)
+    images = torch.stack([dataset[i][0] for i in range(min(args.n, len(dataset)))])
+    print(f"reconstructions: {save_grid(reconstruction_grid(tokenizer, images), args.out)}")
+    return 0
+
+
+COMMANDS = {
+    "reconstruct": cmd_reconstruct,
+    "evaluate": cmd_evaluate,
+    "tokenize": cmd_tokenize,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,11 @@ def iterate_batches(dataset: Any, batch_size: int, show: bool, desc: str):
         yield torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
+def has_pixel_decoder(tokenizer: Tokenizer) -> bool:
+    """Whether ``tokenizer.decode`` gives images (pixel tokenizers, or feature tokenizers with a pixel decoder)."""
+    return getattr(tokenizer, "pixel_decoder", True) is not None
+
+
 @torch.no_grad()
 def evaluate_tokenizer(
     path: str | Path,
@@ -43,8 +48,16 @@ def evaluate_tokenizer(
     batch_size: int = 128,
     teacher_weights: str | None = None,
     progress: bool = True,
+    fid: bool = True,
+    inception_weights: str | None = None,
+    lpips_weights: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the tokenizer at ``path`` on ``data``/``split``; written to ``path``'s eval.json by the CLI."""
+    """Metrics of the tokenizer at ``path`` on ``data``/``split``.
+
+    Always: codebook usage and perplexity. VQ-KD: cosine similarity of decoded features to the teacher's.
+    With a pixel decoder: PSNR, SSIM, LPIPS (when its backbone weights are present) and rFID of the
+    reconstructions against the same split's originals (TF-Inception pool3; the reference statistics are cached).
+    """
     tokenizer_dir = resolve_tokenizer_dir(path)
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     image_size = tokenizer.config.image_size
@@ -61,27 +74,90 @@ def evaluate_tokenizer(
     }
     teacher = None
     if tokenizer.kind == "vqkd":
-        from semtok.training.vqkd import build_run_teacher, teacher_targets
+        from semtok.training.vqkd import build_run_teacher
 
         config = tokenizer.config
         if teacher_weights is not None:
             config.teacher_weights = teacher_weights
         teacher = build_run_teacher(config)
         results["teacher"] = config.teacher
+    pixels = has_pixel_decoder(tokenizer)
+    lpips_model = None
+    if pixels:
+        from semtok.metrics import load_lpips
+
+        lpips_model, lpips_note = load_lpips("vgg", lpips_weights)
+        results["lpips_model"] = lpips_note if lpips_model is not None else f"skipped: {lpips_note}"
     cosine_sum, tokens = 0.0, 0
+    pixel_sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
+    recon_chunks: list[torch.Tensor] = []
     for images, _ in iterate_batches(dataset, batch_size, progress, f"evaluate {split}"):
         ids = tokenizer.encode(images)
         counts += code_histogram(ids, tokenizer.num_codes)
         if teacher is not None:
+            from semtok.training.vqkd import teacher_targets
+
             decoded = tokenizer.decode_features(ids)
-            targets = teacher_targets(teacher, images, tokenizer.grid_size)
-            cosine = F.cosine_similarity(decoded.float(), targets, dim=1)
+            cosine = F.cosine_similarity(
+                decoded.float(), teacher_targets(teacher, images, tokenizer.grid_size), dim=1
+            )
             cosine_sum += float(cosine.sum())
             tokens += cosine.numel()
+        if pixels:
+            from semtok.metrics import lpips_distance, psnr, ssim, to_uint8
+
+            recon = tokenizer.decode(ids)
+            pixel_sums["psnr"] += float(psnr(images, recon, reduction="none").sum())
+            pixel_sums["ssim"] += float(ssim(images, recon, reduction="none").sum())
+            if lpips_model is not None:
+                pixel_sums["lpips"] += float(lpips_distance(lpips_model, images, recon).sum())
+            recon_chunks.append(to_uint8(recon))
     results.update(codebook_stats(counts))
     if teacher is not None:
         results["teacher_cosine"] = cosine_sum / max(tokens, 1)
+    if pixels:
+        results["psnr"] = pixel_sums["psnr"] / len(dataset)
+        results["ssim"] = pixel_sums["ssim"] / len(dataset)
+        if lpips_model is not None:
+            results["lpips"] = pixel_sums["lpips"] / len(dataset)
+        if fid:
+            results.update(
+                reconstruction_fid(
+                    dataset, data, split, image_size, recon_chunks, inception_weights, progress
+                )
+            )
     return results
+
+
+def reconstruction_fid(
+    dataset: Any,
+    data: str,
+    split: str,
+    image_size: int,
+    recon_chunks: list[torch.Tensor],
+    inception_weights: str | None,
+    progress: bool,
+) -> dict[str, Any]:
+    """rFID: reconstructions (uint8 chunks) against the cached statistics of the same split's originals."""
+    from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance, reference_stats
+
+    extractor = InceptionFeatures(weights=inception_weights)
+    dataset_id = data if data == "mnist5k" else str(Path(data).resolve())
+    mu_ref, sigma_ref = reference_stats(
+        dataset_id,
+        split,
+        image_size,
+        extractor,
+        lambda: iterate_batches(dataset, 64, False, "reference"),
+        progress=progress,
+    )
+    features = extractor.extract(recon_chunks, progress=progress)
+    mu, sigma = feature_stats(features)
+    return {
+        "rfid": frechet_distance(mu, sigma, mu_ref, sigma_ref),
+        "fid_extractor": extractor.extractor_id,
+        "fid_reference": f"{data} {split} originals ({len(dataset)} images, {image_size} px)",
+    }
 
 
 def format_table(results: dict[str, Any]) -> str:
