@@ -23,6 +23,7 @@ demo: install
 bench: install
 	$(PYTHON) benchmarks/bench_quantizer.py
 	$(PYTHON) benchmarks/bench_vqkd.py
+	$(PYTHON) benchmarks/bench_reconstruction.py
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks

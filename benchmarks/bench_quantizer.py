@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results_quantizer.json")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-vqp", action="store_true", help="leave out vector-quantize-pytorch (slow)")
-    parser.add_argument("--chunks", default="128,256,512,1024,4096", help="chunk sizes (rows) to sweep")
+    parser.add_argument("--chunks", default="256,512,1024,2048,4096,8192", help="chunk sizes (rows) to sweep")
     parser.add_argument("--child-memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_memory:

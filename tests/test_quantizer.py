@@ -198,8 +198,8 @@ def test_chunked_assignment_equals_unchunked(distance):
     books = []
     for chunk in (None, 13):
         torch.manual_seed(1)
-        vq = VectorQuantizer(50, 8, distance=distance, chunk_size=chunk).train()
-        for _ in range(3):
+        vq = VectorQuantizer(50, 8, distance=distance, chunk_size=chunk, kmeans_iters=3).train()
+        for _ in range(2):
             vq(x)
         books.append(vq.codebook.clone())
     torch.testing.assert_close(books[0], books[1])
@@ -260,6 +260,10 @@ def test_usage_stats_and_errors():
     s = vq.codebook_stats(torch.tensor([[0, 1], [2, 3]]))
     assert float(s["usage"]) == 1.0 and float(s["perplexity"]) == pytest.approx(4.0)
     assert float(codebook_usage(torch.zeros(4))["perplexity"]) == pytest.approx(1.0)
+    vq.train()
+    vq(torch.randn(16, 2))
+    _, ids, aux = vq(torch.zeros(0, 2))  # an empty batch is harmless
+    assert ids.shape == (0,) and float(aux["loss"]) == 0.0 and torch.isfinite(vq.codebook).all()
     with pytest.raises(SemtokError, match="distance"):
         VectorQuantizer(4, 2, distance="dot")
     with pytest.raises(SemtokError, match="last dim"):

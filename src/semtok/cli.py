@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--n", type=int, default=32, help="number of images (default 32)")
     reconstruct.add_argument("--out", required=True, help="image file, e.g. grid.png")
 
-    demo = verbs.add_parser("demo", help="train and evaluate on the embedded default (MNIST-5k)")
+    demo = verbs.add_parser(
+        "demo", help="tokenizer -> pixel decoder -> evaluation on the embedded default (MNIST-5k)"
+    )
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     demo.add_argument("--no-progress", action="store_true")
@@ -242,27 +244,60 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Embedded default end to end: VQ-KD tokenizer -> its pixel decoder -> evaluation and a reconstruction grid."""
+    import torch
+
     from semtok.config import load_config
+    from semtok.data import build_dataset
     from semtok.evaluate import evaluate_tokenizer, format_table, write_json
+    from semtok.tokenizers.base import Tokenizer
+    from semtok.training.checkpoint import latest_checkpoint
+    from semtok.training.pixel import DecoderRunConfig, train_pixel
     from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+    from semtok.visualize import reconstruction_grid, save_grid
 
     out = Path(args.out)
-    run = out / "vqkd"
-    overrides = [f"train.steps={args.steps}"] if args.steps else []
-    config = load_config(VQKDRunConfig, "vqkd-mnist", overrides)
-    from semtok.training.checkpoint import latest_checkpoint
+    steps = [f"train.steps={args.steps}"] if args.steps else []
+    progress = not args.no_progress
+    stages = (
+        (
+            "vqkd",
+            lambda resume: train_vqkd(
+                load_config(VQKDRunConfig, "vqkd-mnist", steps), out / "vqkd", resume, progress
+            ),
+        ),
+        (
+            "decoder",
+            lambda resume: train_pixel(
+                "decoder",
+                load_config(DecoderRunConfig, "decoder-vqkd-mnist", [f"tokenizer={out / 'vqkd'}", *steps]),
+                out / "decoder",
+                resume,
+                progress,
+            ),
+        ),
+    )
+    for name, train in stages:
+        run = out / name
+        if (run / "tokenizer" / "model.safetensors").exists():
+            print(f"{name}: already trained in {run} (reused)")
+            continue
+        resume = latest_checkpoint(run) is not None
+        print(f"{name}: {'continuing' if resume else 'training'} in {run}")
+        train(resume)
 
-    resume = latest_checkpoint(run) is not None
-    if resume:
-        print(f"continuing the demo run in {run}")
-    train_vqkd(config, run, resume=resume, progress=not args.no_progress)
-    results = evaluate_tokenizer(run, "mnist5k", "val", progress=not args.no_progress)
+    results = evaluate_tokenizer(out / "decoder", "mnist5k", "val", progress=progress)
     print(format_table(results))
-    write_json(results, run / "eval_val.json")
+    write_json(results, out / "eval_val.json")
+    tokenizer = Tokenizer.from_pretrained(out / "decoder" / "tokenizer")
+    val = build_dataset("mnist5k", "val", tokenizer.config.image_size)
+    images = torch.stack([val[i][0] for i in range(0, len(val), len(val) // 32)][:32])
+    grid = save_grid(reconstruction_grid(tokenizer, images), out / "reconstructions.png")
     print(f"demo outputs: {out.resolve()}")
-    print(f"  tokenizer:   {(run / 'tokenizer').resolve()}  (Tokenizer.from_pretrained)")
-    print(f"  evaluation:  {(run / 'eval_val.json').resolve()}")
-    print(f"  TensorBoard: tensorboard --logdir {(run / 'tb').resolve()}")
+    print(f"  tokenizer (VQ-KD + pixel decoder): {(out / 'decoder' / 'tokenizer').resolve()}")
+    print(f"  evaluation:      {(out / 'eval_val.json').resolve()}")
+    print(f"  reconstructions: {grid.resolve()}  (rows: originals, then their reconstructions)")
+    print(f"  TensorBoard:     tensorboard --logdir {out.resolve()}")
     return 0
 
 

@@ -87,7 +87,7 @@ def evaluate_tokenizer(
         from semtok.metrics import load_lpips
 
         lpips_model, lpips_note = load_lpips("vgg", lpips_weights)
-        results["lpips_model"] = lpips_note if lpips_model is not None else f"skipped: {lpips_note}"
+        results["lpips_model"] = lpips_note
     cosine_sum, tokens = 0.0, 0
     pixel_sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
     recon_chunks: list[torch.Tensor] = []

@@ -11,15 +11,16 @@ import torch.nn.functional as F
 DISTANCES = ("cosine", "l2")
 
 
-def default_chunk_size(num_codes: int, device: torch.device | str) -> int:
-    """Rows per assignment block when the caller gives none.
+def default_chunk_size(num_codes: int) -> int:
+    """Rows per assignment block when the caller gives none: blocks of 2**25 scores (128 MB of fp32).
 
-    CPU: blocks of about 2M scores (8 MB of fp32), which stay in cache between the matmul and the
-    argmax; measured fastest on a 2-core machine (see benchmarks/bench_quantizer.py).
-    GPU: blocks of about 128M scores (512 MB), usually the whole batch at once.
+    Measured on 2 CPU cores (N = 65,536, K = 8192, see benchmarks/bench_quantizer.py): 256-row blocks
+    (8 MB, cache-sized) are fastest on an idle machine (about 1.2x a bare matmul) but 10-20x slower as
+    soon as another process competes for the cores, because every block costs two thread-pool
+    synchronisations; 4096-row blocks stay within about 2x of the matmul in both cases. On a GPU such
+    blocks are large enough to keep it busy.
     """
-    budget = 2**21 if torch.device(device).type == "cpu" else 2**27
-    return max(1, budget // max(1, num_codes))
+    return max(1, 2**25 // max(1, num_codes))
 
 
 @torch.no_grad()
@@ -45,7 +46,7 @@ def nearest_code(
     ids = torch.empty(n, dtype=torch.long, device=x.device)
     if n == 0:
         return ids
-    rows = min(n, chunk_size or default_chunk_size(k, x.device))
+    rows = min(n, chunk_size or default_chunk_size(k))
     codes_t = codebook.t()
     bias = -codebook.pow(2).sum(1) if distance == "l2" else None
     block = torch.empty(rows, k, dtype=x.dtype, device=x.device)

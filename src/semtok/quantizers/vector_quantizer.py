@@ -34,7 +34,7 @@ class VectorQuantizerConfig:
     kmeans_iters: int = 10
     commitment_weight: float = 1.0
     dead_code_steps: int = 50  # 0 turns restarts off
-    chunk_size: int | None = None  # rows scored at a time; None: cache-sized on CPU, large on GPU
+    chunk_size: int | None = None  # rows scored at a time; None: blocks of 2**25 scores (128 MB)
     eps: float = 1e-5
 
 
@@ -168,7 +168,7 @@ class VectorQuantizer(nn.Module):
             codebook = self.codebook.float()
             ids = nearest_code(x, codebook, self.distance, self.chunk_size)
             q = F.embedding(ids, codebook)
-            commit = F.mse_loss(flat, q)
+            commit = F.mse_loss(flat, q) if flat.numel() else flat.sum()  # empty batch: 0, not NaN
             aux = {"loss": self.commitment_weight * commit, "commit_loss": commit.detach()}
             if self.training:
                 counts, sums = cluster_sums(x, ids, self.num_codes)
@@ -246,23 +246,24 @@ class VectorQuantizer(nn.Module):
     def _restart_dead_codes(self, x: torch.Tensor) -> int:
         """Re-seed codes unused for ``dead_code_steps`` steps from random rows of ``x``.
 
-        Each process draws as many distinct random rows of its own batch as there are dead codes (all
-        processes agree on that number: it derives from all-reduced counts); the rows are all-gathered
-        and dead code ``j`` takes the candidate of rank ``j % world``, so every process writes the same
-        vectors. A restarted code gets ``ema_sum = vector``, ``ema_count = 1``, ``steps_unused = 0``.
+        Each process draws as many random rows of its own batch as there are dead codes (distinct when
+        the batch is large enough; all processes agree on that number, as it derives from all-reduced
+        counts); the rows are all-gathered and dead code ``j`` takes the candidate of rank
+        ``j % world``, so every process writes the same vectors. A restarted code gets ``ema_sum = vector``, ``ema_count = 1``, ``steps_unused = 0``.
         """
         if self.dead_code_steps <= 0:
             return 0
         dead = (self.steps_unused >= self.dead_code_steps).nonzero().squeeze(1)
         num_dead = dead.numel()
-        if num_dead == 0 or x.shape[0] == 0:
+        if num_dead == 0:
             return 0
         n = x.shape[0]
         if n >= num_dead:
-            rows = torch.randperm(n, device=x.device)[:num_dead]
-        else:
-            rows = torch.randint(n, (num_dead,), device=x.device)
-        candidates = x[rows]
+            candidates = x[torch.randperm(n, device=x.device)[:num_dead]]
+        elif n > 0:
+            candidates = x[torch.randint(n, (num_dead,), device=x.device)]
+        else:  # an empty batch offers the current codes (identical on every process)
+            candidates = self.codebook[dead].float()
         world = _world_size()
         if world > 1:
             parts = [torch.empty_like(candidates) for _ in range(world)]

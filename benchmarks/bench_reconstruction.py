@@ -1,0 +1,104 @@
+"""Benchmark: pixel tokenizers at equal budgets on the embedded default (issue 3's table).
+
+Trains VQGAN, FSQ, CVQ-VAE (the `*-mnist` configs) and VQ-KD + its pixel decoder (`vqkd-mnist`, then
+`decoder-vqkd-mnist`), then evaluates each on the 500 MNIST-5k val images: codebook usage, perplexity, PSNR, SSIM,
+rFID (TF-Inception pool3 against the val originals). A finished run is reused, a crashed one resumed.
+
+    python benchmarks/bench_reconstruction.py [--out runs/bench/recon] [--set train.steps=500 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from semtok.config import load_config
+from semtok.evaluate import evaluate_tokenizer
+from semtok.training.checkpoint import latest_checkpoint
+from semtok.training.pixel import RUN_CONFIGS, train_pixel
+from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+
+
+def timed_stage(run: Path, train) -> float:
+    """Train unless finished; the seconds this took (or the recorded seconds of a finished run)."""
+    summary_path = run / "summary.json"
+    if (run / "tokenizer" / "model.safetensors").exists() and summary_path.exists():
+        return json.loads(summary_path.read_text())["train_seconds_this_session"]
+    started = time.time()
+    train(latest_checkpoint(run) is not None)
+    return round(time.time() - started, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="runs/bench/recon")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to every stage")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default="benchmarks/results_reconstruction.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+
+    rows = []
+    for kind in ("vqgan", "fsq", "cvq"):
+        config = load_config(RUN_CONFIGS[kind], f"{kind}-mnist", args.overrides)
+        seconds = timed_stage(out / kind, lambda resume, k=kind, c=config: train_pixel(k, c, out / k, resume))
+        rows.append((kind, f"{kind}-mnist", out / kind, seconds, config.train.steps))
+
+    vqkd_config = load_config(VQKDRunConfig, "vqkd-mnist", args.overrides)
+    vqkd_seconds = timed_stage(out / "vqkd", lambda resume: train_vqkd(vqkd_config, out / "vqkd", resume))
+    decoder_config = load_config(
+        RUN_CONFIGS["decoder"], "decoder-vqkd-mnist", [f"tokenizer={out / 'vqkd'}", *args.overrides]
+    )
+    decoder_seconds = timed_stage(
+        out / "decoder", lambda resume: train_pixel("decoder", decoder_config, out / "decoder", resume)
+    )
+    rows.append(
+        (
+            "vqkd + decoder",
+            "vqkd-mnist + decoder-vqkd-mnist",
+            out / "decoder",
+            round(vqkd_seconds + decoder_seconds, 1),
+            f"{vqkd_config.train.steps} + {decoder_config.train.steps}",
+        )
+    )
+
+    table = []
+    for name, config_name, run, seconds, steps in rows:
+        results = evaluate_tokenizer(run, "mnist5k", "val", progress=False)
+        table.append(
+            {
+                "tokenizer": name,
+                "config": config_name,
+                "steps": steps,
+                "train_seconds": seconds,
+                "codes": results["num_codes"],
+                "usage": round(results["usage"], 4),
+                "perplexity": round(results["perplexity"], 1),
+                "psnr": round(results["psnr"], 2),
+                "ssim": round(results["ssim"], 4),
+                "rfid": round(results["rfid"], 2),
+                "fid_extractor": results["fid_extractor"],
+                "fid_reference": results["fid_reference"],
+                "perceptual_loss": json.loads((run / "summary.json").read_text()).get("perceptual_loss"),
+            }
+        )
+        print(json.dumps(table[-1]))
+    print("| tokenizer | steps | train s | codes | usage | perplexity | PSNR | SSIM | rFID |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in table:
+        print(
+            f"| {r['tokenizer']} | {r['steps']} | {r['train_seconds']} | {r['codes']} | {r['usage']} "
+            f"| {r['perplexity']} | {r['psnr']} | {r['ssim']} | {r['rfid']} |"
+        )
+    Path(args.json).write_text(json.dumps(table, indent=2))
+
+
+if __name__ == "__main__":
+    main()
