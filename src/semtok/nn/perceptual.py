@@ -118,7 +118,9 @@ def build_teacher_perceptual_loss(
     return TeacherPerceptualLoss(teacher, strides, min_size)
 
 
-def build_perceptual_loss(kind: str = "auto", lpips_weights: str | None = None) -> tuple[nn.Module, str]:
+def build_perceptual_loss(
+    kind: str = "auto", lpips_weights: str | None = None, teacher_size: int = 128
+) -> tuple[nn.Module, str]:
     """A frozen perceptual loss ``loss(a_B3HW, b_B3HW) -> 0-d fp32`` for images in [-1, 1], and its name.
 
     Args:
@@ -127,6 +129,7 @@ def build_perceptual_loss(kind: str = "auto", lpips_weights: str | None = None) 
             ``"auto"`` (LPIPS when it loads, else the teacher loss, with the reason in the name).
         lpips_weights: a local VGG-16 backbone weights file for LPIPS (else the torch hub cache is used).
             With ``"auto"``, a file that is given but does not load is an error, not a silent fallback.
+        teacher_size: smaller images are upsampled to this side for the teacher loss (``min_size``).
 
     The module is in eval mode with frozen parameters (it stays in eval under ``.train()``); gradients
     flow to its inputs. Move it to the training device with ``.to(device)``.
@@ -139,5 +142,6 @@ def build_perceptual_loss(kind: str = "auto", lpips_weights: str | None = None) 
             return LPIPSLoss(module), "lpips-vgg"
         if kind == "lpips" or lpips_weights is not None:
             raise SemtokError(f"perceptual loss 'lpips' is unavailable: {reason}")
-        return build_teacher_perceptual_loss(), f"{TEACHER_PERCEPTUAL_NAME} (LPIPS unavailable: {reason})"
-    return build_teacher_perceptual_loss(), TEACHER_PERCEPTUAL_NAME
+        teacher_loss = build_teacher_perceptual_loss(min_size=teacher_size)
+        return teacher_loss, f"{TEACHER_PERCEPTUAL_NAME} (LPIPS unavailable: {reason})"
+    return build_teacher_perceptual_loss(min_size=teacher_size), TEACHER_PERCEPTUAL_NAME

@@ -15,10 +15,10 @@ def default_chunk_size(num_codes: int) -> int:
     """Rows per assignment block when the caller gives none: blocks of 2**25 scores (128 MB of fp32).
 
     Measured on 2 CPU cores (N = 65,536, K = 8192, see benchmarks/bench_quantizer.py): 256-row blocks
-    (8 MB, cache-sized) are fastest on an idle machine (about 1.2x a bare matmul) but 10-20x slower as
+    (8 MB, cache-sized) are fastest on an idle machine (1.2x a bare matmul) but about 15x slower as
     soon as another process competes for the cores, because every block costs two thread-pool
-    synchronisations; 4096-row blocks stay within about 2x of the matmul in both cases. On a GPU such
-    blocks are large enough to keep it busy.
+    synchronisations; 4096-row blocks cost 1.7x the matmul idle and 2-2.4x under contention. On a
+    GPU such blocks are large enough to keep it busy.
     """
     return max(1, 2**25 // max(1, num_codes))
 

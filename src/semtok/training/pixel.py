@@ -45,6 +45,7 @@ class PixelLossConfig:
     reconstruction: str = "l1"  # l1 | mse
     perceptual: str = "auto"
     perceptual_weight: float = 1.0
+    perceptual_size: int = 128  # the teacher perceptual loss reads images upsampled to at least this side
     lpips_weights: str | None = None
     gan_weight: float = 0.5
     adaptive_gan_weight: bool = False  # VQGAN's ||grad rec|| / ||grad gan|| at the last decoder layer
@@ -197,7 +198,9 @@ def train_pixel(
     discriminator = PatchDiscriminator(3, loss_cfg.disc_channels, loss_cfg.disc_layers)
     perceptual, perceptual_name = (None, "none")
     if loss_cfg.perceptual != "none" and loss_cfg.perceptual_weight > 0:
-        perceptual, perceptual_name = build_perceptual_loss(loss_cfg.perceptual, loss_cfg.lpips_weights)
+        perceptual, perceptual_name = build_perceptual_loss(
+            loss_cfg.perceptual, loss_cfg.lpips_weights, loss_cfg.perceptual_size
+        )
         perceptual = perceptual.to(accelerator.device)
 
     existing = latest_checkpoint(out_dir)
