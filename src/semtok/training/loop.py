@@ -90,6 +90,30 @@ class _Indexed(torch.utils.data.Dataset):
         return image, label, index
 
 
+def open_run_dir(out_dir: Path, resume: bool, write: bool, saved_config: dict[str, Any]) -> Path | None:
+    """Check ``out_dir`` against ``resume`` and record the run's config; returns the checkpoint to resume from.
+
+    A folder that already holds a run needs ``resume``; ``resume`` needs a checkpoint. The main process
+    (``write``) writes ``config.yaml``, which ``--resume`` reads back.
+    """
+    from semtok.errors import SemtokError
+    from semtok.training.checkpoint import latest_checkpoint
+
+    existing = latest_checkpoint(out_dir)
+    if existing is not None and not resume:
+        raise SemtokError(
+            f"'{out_dir}' already holds a run (checkpoint {existing.name}): pass --resume or another --out"
+        )
+    if resume and existing is None:
+        raise SemtokError(f"--resume: '{out_dir}' holds no checkpoint to resume from")
+    if write:
+        import yaml
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(saved_config, sort_keys=False))
+    return existing
+
+
 def adamw(model: nn.Module, train: TrainConfig) -> torch.optim.AdamW:
     """AdamW with no weight decay on biases, norms, position embeddings (1-D or named *pos_embed*)."""
     decay, no_decay = [], []

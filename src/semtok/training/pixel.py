@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -31,9 +30,9 @@ from semtok.tokenizers.base import Tokenizer, load_state_checked
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
-from semtok.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from semtok.training.checkpoint import load_checkpoint, save_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import RunLog, batch_stream, make_accelerator
+from semtok.training.loop import RunLog, batch_stream, make_accelerator, open_run_dir
 from semtok.training.schedule import warmup_cosine_lr
 
 
@@ -203,17 +202,8 @@ def train_pixel(
         )
         perceptual = perceptual.to(accelerator.device)
 
-    existing = latest_checkpoint(out_dir)
-    if existing is not None and not resume:
-        raise SemtokError(
-            f"'{out_dir}' already holds a run (checkpoint {existing.name}): pass --resume or another --out"
-        )
-    if resume and existing is None:
-        raise SemtokError(f"--resume: '{out_dir}' holds no checkpoint to resume from")
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        saved = {"kind": kind, **to_dict(config), "perceptual_loss_used": perceptual_name}
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    saved = {"kind": kind, **to_dict(config), "perceptual_loss_used": perceptual_name}
+    existing = open_run_dir(out_dir, resume, main, saved)
 
     gen_params = [p for p in generator.parameters() if p.requires_grad]
     opt_g = torch.optim.Adam(

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from semtok.config import to_dict
@@ -19,9 +18,9 @@ from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.teachers import build_teacher
 from semtok.teachers.base import Teacher, resize_features
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer, cosine_distillation_loss
-from semtok.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from semtok.training.checkpoint import load_checkpoint, save_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import RunLog, adamw, batch_stream, make_accelerator
+from semtok.training.loop import RunLog, adamw, batch_stream, make_accelerator, open_run_dir
 from semtok.training.schedule import warmup_cosine_lr
 
 
@@ -111,18 +110,7 @@ def train_vqkd(
     model = VQKDTokenizer(model_config)
     grid_hw = model.grid_size
 
-    existing = latest_checkpoint(out_dir)
-    if existing is not None and not resume:
-        raise SemtokError(
-            f"'{out_dir}' already holds a run (checkpoint {existing.name}): pass --resume or another --out"
-        )
-    if resume and existing is None:
-        raise SemtokError(f"--resume: '{out_dir}' holds no checkpoint to resume from")
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(
-            yaml.safe_dump({"kind": "vqkd", **to_dict(config)}, sort_keys=False)
-        )
+    existing = open_run_dir(out_dir, resume, main, {"kind": "vqkd", **to_dict(config)})
 
     optimizer = adamw(model, train)
     start_step = 0
