@@ -78,3 +78,36 @@ def test_cli_stop_and_resume(tmp_path, tiny_vqkd_overrides):
     assert (
         main(["train", "vqgan", "--out", out, "--resume", "--no-progress"]) == 2
     )  # a vqkd run, not a vqgan one
+
+
+def _tiny_vqkd_tokenizer(folder):
+    from semtok.tokenizers import VQKDConfig, VQKDTokenizer
+
+    config = VQKDConfig(
+        image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
+        decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112,
+    )  # fmt: skip
+    VQKDTokenizer(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "verb_args, message",
+    [
+        (["reconstruct", "{tok}", "--data", "{tmp}/empty", "--out", "{tmp}/g.png"], "no image files found"),
+        (["reconstruct", "{tok}", "--data", "mnist5k", "--out", "{tmp}/g.png"], "no pixel decoder"),
+        (["reconstruct", "{tok}", "--data", "mnist5k", "--n", "0", "--out", "{tmp}/g.png"], "--n"),
+        (["evaluate", "{bad}", "--data", "mnist5k"], "not a readable safetensors"),
+        (["tokenize", "{bad}", "--data", "mnist5k", "--out", "{tmp}/t"], "not a readable safetensors"),
+    ],
+)
+def test_reconstruct_and_evaluate_bad_input(tmp_path, verb_args, message):
+    tok = _tiny_vqkd_tokenizer(tmp_path / "tok")
+    bad = _tiny_vqkd_tokenizer(tmp_path / "bad")
+    (bad / "model.safetensors").write_bytes(b"\x00" * 100)
+    (tmp_path / "empty").mkdir()
+    args = [a.format(tmp=tmp_path, tok=tok, bad=bad) for a in verb_args]
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
