@@ -102,6 +102,7 @@ def test_evaluate_and_reconstruct_pixel_tokenizer(image_folder, tmp_path):
     assert 0 < results["psnr"] < 100 and -1 <= results["ssim"] <= 1
     assert results["rfid"] > 0 and "tf-inception" in results["fid_extractor"].lower()
     assert "6 images" in results["fid_reference"]
+    assert results["perceptual_loss_in_training"].startswith("effnet-lite0-perceptual")
     assert "skipped" in results["lpips_model"].lower() or "lpips" in results
     grid = tmp_path / "grid.png"
     assert (

@@ -81,6 +81,11 @@ def evaluate_tokenizer(
             config.teacher_weights = teacher_weights
         teacher = build_run_teacher(config)
         results["teacher"] = config.teacher
+    run_summary = tokenizer_dir.parent / "summary.json"
+    if run_summary.exists():
+        perceptual = json.loads(run_summary.read_text()).get("perceptual_loss")
+        if perceptual:
+            results["perceptual_loss_in_training"] = perceptual
     pixels = has_pixel_decoder(tokenizer)
     lpips_model = None
     if pixels:
