@@ -1,4 +1,4 @@
-"""`semtok <verb>`: train, evaluate, tokenize, demo. Errors print one line and exit with code 2."""
+"""`semtok <verb>`: train, build, evaluate, tokenize, demo. Errors print one line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(
         stages.add_parser("vqkd", help="distil a VQ-KD tokenizer from a teacher"), "vqkd-mnist"
     )
+    _add_train_options(
+        stages.add_parser(
+            "cluster", help="learn a Cluster codebook online for a frozen teacher (offline: `build cluster`)"
+        ),
+        "cluster-online-mnist",
+    )
     for kind, text in (
         ("vqgan", "VQGAN baseline (L2 codebook, L1 + perceptual + adaptive GAN)"),
         ("cvq", "CVQ-VAE baseline (cosine codebook, re-seeding of rarely used codes)"),
@@ -62,6 +68,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_options(decoder, "decoder-vqkd-mnist")
     decoder.add_argument("--tokenizer", help="the feature tokenizer: a run folder or tokenizer folder")
+
+    build = verbs.add_parser("build", help="build a tokenizer without gradient training (Cluster: k-means)")
+    builders = build.add_subparsers(dest="stage", required=True, parser_class=_Parser)
+    cluster = builders.add_parser(
+        "cluster", help="frozen teacher + spherical k-means codebook of its patch features"
+    )
+    cluster.add_argument(
+        "--config", default="cluster-mnist", help="named config or YAML file (default cluster-mnist)"
+    )
+    cluster.add_argument("--data", help="'mnist5k' or an image folder (overrides data.dataset)")
+    cluster.add_argument("--teacher", help="teacher registry name (overrides model.teacher)")
+    cluster.add_argument("--teacher-weights", help="local teacher weights file (safetensors or state dict)")
+    cluster.add_argument("--codebook-size", type=int, metavar="K", help="number of codes (model.num_codes)")
+    cluster.add_argument(
+        "--max-images", type=int, metavar="N", help="a seeded random subset of N images (build.max_images)"
+    )
+    cluster.add_argument("--iters", type=int, help="k-means iterations (model.kmeans_iters)")
+    cluster.add_argument("--seed", type=int, help="seed of the subset, k-means and re-seeding (build.seed)")
+    cluster.add_argument("--batch-size", type=int, help="images per teacher batch (build.batch_size)")
+    cluster.add_argument(
+        "--drop-features", action="store_true", help="delete OUT/features.npy after the build"
+    )
+    cluster.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set build.max_points=100000 (repeatable)",
+    )
+    cluster.add_argument("--out", required=True, help="output folder: tokenizer/, features.npy, summary.json")
+    cluster.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = verbs.add_parser("evaluate", help="codebook usage, perplexity, teacher similarity on a split")
     evaluate.add_argument("path", help="run folder or tokenizer folder")
@@ -130,6 +168,22 @@ def cmd_train_vqkd(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_cluster(args: argparse.Namespace) -> int:
+    from semtok.config import load_config
+    from semtok.training.cluster_online import ClusterTrainRunConfig, train_cluster_online
+
+    out = Path(args.out)
+    source = _resume_source(args, out)
+    config = load_config(ClusterTrainRunConfig, source, _config_overrides(args), ignore=("kind",))
+    summary = train_cluster_online(config, out, args.resume, not args.no_progress, args.stop_at)
+    if summary.get("stopped_at_step") is not None:
+        print(f"stopped after step {summary['stopped_at_step']}; continue with --resume --out {out}")
+    elif summary:
+        print(f"tokenizer: {summary['tokenizer']}")
+        print(f"codes re-seeded: {summary['codes_reseeded_this_session']}")
+    return 0
+
+
 def _resume_source(args: argparse.Namespace, out: Path) -> str:
     """The config to use: the run's own saved config when resuming (checked to be of this stage's kind)."""
     saved = out / "config.yaml"
@@ -164,8 +218,10 @@ def cmd_train_pixel(args: argparse.Namespace) -> int:
 
 def _config_overrides(args: argparse.Namespace) -> list[str]:
     overrides = []
-    if args.stage != "vqkd" and (args.teacher or args.teacher_weights):
-        raise SemtokError(f"--teacher and --teacher-weights apply to `train vqkd`, not `train {args.stage}`")
+    if args.stage not in ("vqkd", "cluster") and (args.teacher or args.teacher_weights):
+        raise SemtokError(
+            f"--teacher and --teacher-weights apply to `train vqkd` and `train cluster`, not `train {args.stage}`"
+        )
     if args.data:
         overrides.append(f"data.dataset={args.data}")
     if args.teacher:
@@ -173,6 +229,37 @@ def _config_overrides(args: argparse.Namespace) -> list[str]:
     if args.teacher_weights:
         overrides.append(f"model.teacher_weights={args.teacher_weights}")
     return [*overrides, *args.overrides]
+
+
+def cmd_build_cluster(args: argparse.Namespace) -> int:
+    from semtok.config import load_config
+    from semtok.training.cluster import ClusterRunConfig, build_cluster_tokenizer
+
+    overrides = []
+    for flag, key in (
+        ("data", "data.dataset"),
+        ("teacher", "model.teacher"),
+        ("teacher_weights", "model.teacher_weights"),
+        ("codebook_size", "model.num_codes"),
+        ("max_images", "build.max_images"),
+        ("iters", "model.kmeans_iters"),
+        ("seed", "build.seed"),
+        ("batch_size", "build.batch_size"),
+    ):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    if args.drop_features:
+        overrides.append("build.keep_features=false")
+    config = load_config(ClusterRunConfig, args.config, [*overrides, *args.overrides], ignore=("kind",))
+    summary = build_cluster_tokenizer(config, args.out, progress=not args.no_progress)
+    print(f"tokenizer: {summary['tokenizer']}")
+    print(
+        f"{summary['vectors']} vectors of {summary['images']} images -> {summary['num_codes']} codes "
+        f"({summary['codes_used']} used, {summary['empty_codes_reseeded']} re-seeded) "
+        f"in {summary['seconds']['total']} s"
+    )
+    return 0
 
 
 def _run_data(path: str) -> str:
@@ -331,7 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.verb == "train":
+            if args.stage == "cluster":
+                return cmd_train_cluster(args)
             return cmd_train_vqkd(args) if args.stage == "vqkd" else cmd_train_pixel(args)
+        if args.verb == "build":
+            return cmd_build_cluster(args)
         return COMMANDS[args.verb](args)
     except SemtokError as error:
         print(f"semtok: error: {error}", file=sys.stderr)

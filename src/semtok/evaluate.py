@@ -54,7 +54,8 @@ def evaluate_tokenizer(
 ) -> dict[str, Any]:
     """Metrics of the tokenizer at ``path`` on ``data``/``split``.
 
-    Always: codebook usage and perplexity. VQ-KD: cosine similarity of decoded features to the teacher's.
+    Always: codebook usage and perplexity. VQ-KD: cosine similarity of decoded features to the teacher's;
+    Cluster: cosine similarity of each token's centroid to the teacher feature it stands for.
     With a pixel decoder: PSNR, SSIM, LPIPS (when its backbone weights are present) and rFID of the
     reconstructions against the same split's originals (TF-Inception pool3; the reference statistics are cached).
     """
@@ -81,6 +82,8 @@ def evaluate_tokenizer(
             config.teacher_weights = teacher_weights
         teacher = build_run_teacher(config)
         results["teacher"] = config.teacher
+    elif tokenizer.kind == "cluster":
+        results["teacher"] = tokenizer.config.teacher  # its own frozen copy, inside the tokenizer folder
     run_summary = tokenizer_dir.parent / "summary.json"
     if run_summary.exists():
         perceptual = json.loads(run_summary.read_text()).get("perceptual_loss")
@@ -97,7 +100,14 @@ def evaluate_tokenizer(
     pixel_sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
     recon_chunks: list[torch.Tensor] = []
     for images, _ in iterate_batches(dataset, batch_size, progress, f"evaluate {split}"):
-        ids = tokenizer.encode(images)
+        if tokenizer.kind == "cluster":  # one teacher pass for the ids and the cosine to the centroids
+            features = tokenizer.features(images)
+            ids = tokenizer.assign(features)
+            cosine = F.cosine_similarity(tokenizer.decode_features(ids), features, dim=1)
+            cosine_sum += float(cosine.sum())
+            tokens += cosine.numel()
+        else:
+            ids = tokenizer.encode(images)
         counts += code_histogram(ids, tokenizer.num_codes)
         if teacher is not None:
             from semtok.training.vqkd import teacher_targets
@@ -118,7 +128,7 @@ def evaluate_tokenizer(
                 pixel_sums["lpips"] += float(lpips_distance(lpips_model, images, recon).sum())
             recon_chunks.append(to_uint8(recon))
     results.update(codebook_stats(counts))
-    if teacher is not None:
+    if teacher is not None or tokenizer.kind == "cluster":
         results["teacher_cosine"] = cosine_sum / max(tokens, 1)
     if pixels:
         results["psnr"] = pixel_sums["psnr"] / len(dataset)

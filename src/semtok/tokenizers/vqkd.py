@@ -15,7 +15,8 @@ from torch import nn
 from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
 from semtok.quantizers.vector_quantizer import VectorQuantizer
-from semtok.tokenizers.base import Tokenizer, register_tokenizer
+from semtok.tokenizers.base import register_tokenizer
+from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
 
 
@@ -56,7 +57,7 @@ class VQKDConfig:
 
 
 @register_tokenizer
-class VQKDTokenizer(Tokenizer):
+class VQKDTokenizer(FeatureTokenizer):
     kind = "vqkd"
     config_class = VQKDConfig
 
@@ -130,19 +131,6 @@ class VQKDTokenizer(Tokenizer):
         z_BND, (h, w) = self.features(images_B3HW)
         _, ids_BN, _ = self.quantizer(z_BND)
         return ids_BN.view(-1, h, w)
-
-    def pixel_decode(self, ids_BHW: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, h, w] -> images [B, 3, H, W] (unclamped, ~[-1, 1]; differentiable in the decoder)."""
-        if self.pixel_decoder is None:
-            return super().decode(ids_BHW)
-        B, h, w = ids_BHW.shape
-        codes_BND = self.quantizer.lookup(ids_BHW.reshape(B, h * w))
-        return self.pixel_decoder(codes_BND, (h, w))
-
-    @torch.no_grad()
-    def decode(self, ids_BHW: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, h, w] int64 -> images [B, 3, H, W] float32 in [-1, 1] (needs a pixel decoder)."""
-        return self.pixel_decode(ids_BHW).clamp(-1, 1)
 
     @torch.no_grad()
     def decode_features(self, ids_BHW: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,192 @@
+"""Cluster: a frozen image-understanding teacher as the encoder and a clustered codebook of its patch features.
+
+images [B, 3, H, W] in [-1, 1] -> teacher -> features [B, C, h, w] -> l2-normalise -> nearest code by cosine
+-> ids [B, h, w]. The codebook [K, C] holds unit-norm centroids of teacher patch features: built offline by
+spherical k-means over stored features (``semtok build cluster``, :mod:`semtok.training.cluster`).
+``decode_features(ids)`` gives the centroids as a feature map; ``decode(ids)`` gives images once
+`semtok train decoder` has attached a pixel decoder.
+
+The teacher's weights are saved in ``model.safetensors`` with the codebook, so a tokenizer folder is
+self-contained: loading builds the teacher's architecture with random weights (no hub access, no wheel
+file needed) and the saved tensors replace them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semtok.errors import SemtokError
+from semtok.quantizers.kmeans import cluster_sums, nearest_code
+from semtok.quantizers.vector_quantizer import codebook_usage
+from semtok.teachers import build_teacher
+from semtok.teachers.base import Teacher
+from semtok.tokenizers.base import register_tokenizer
+from semtok.tokenizers.feature import FeatureTokenizer
+from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
+
+
+@dataclass
+class ClusterConfig:
+    """A Cluster tokenizer: its teacher (the encoder) and its codebook of ``num_codes`` x ``feature_dim``.
+
+    ``kmeans_iters`` and ``kmeans_seed`` record how the codebook was built (``semtok build cluster``).
+    """
+
+    image_size: int = 256
+    teacher: str = "clip-vit-b16-preproj"
+    teacher_weights: str | None = None  # where the build read the teacher from (the folder keeps a copy)
+    teacher_input_size: int = 0  # 0: the teacher's default
+    teacher_stride: int = 0  # 0: the teacher's default (EfficientNet / ConvNeXt only)
+    feature_dim: int = 0  # filled in from the teacher by the build
+    num_codes: int = 8192
+    kmeans_iters: int = 20
+    kmeans_seed: int = 0
+    pixel_decoder: PixelDecoderConfig | None = None  # added by `semtok train decoder`
+
+    def __post_init__(self) -> None:
+        for key in ("image_size", "num_codes"):
+            if getattr(self, key) < 1:
+                raise SemtokError(f"config key 'model.{key}': expected an int >= 1, got {getattr(self, key)}")
+        for key in ("teacher_input_size", "teacher_stride", "feature_dim", "kmeans_iters"):
+            if getattr(self, key) < 0:
+                raise SemtokError(f"config key 'model.{key}': expected an int >= 0, got {getattr(self, key)}")
+
+
+def build_cluster_teacher(config: ClusterConfig, random_init: bool = False) -> Teacher:
+    """The frozen teacher a Cluster config names, at its input size and stride.
+
+    ``random_init=True``: the same architecture with random weights (the tokenizer folder's tensors are
+    loaded over it), so no weights file or hub access is needed.
+    """
+    options: dict[str, Any] = {}
+    if config.teacher_input_size:
+        options["input_size"] = config.teacher_input_size
+    if config.teacher_stride:
+        options["stride"] = config.teacher_stride
+    if random_init:  # the registry refuses random_init together with a weights file
+        return build_teacher(config.teacher, random_init=True, **options)
+    return build_teacher(config.teacher, weights=config.teacher_weights, **options)
+
+
+class ClusterCodebook(nn.Module):
+    """A fixed cosine codebook: ``codebook`` buffer [K, C] fp32 with unit rows.
+
+    Meets the quantizer interface (``forward(z) -> (quantized, ids, aux)``, ``lookup``, ``code_dim``,
+    ``num_codes``); nothing in it trains by gradient.
+    """
+
+    def __init__(self, num_codes: int, code_dim: int, chunk_size: int | None = None) -> None:
+        super().__init__()
+        if num_codes < 1 or code_dim < 1:
+            raise SemtokError(f"codebook num_codes and code_dim must be >= 1, got {num_codes}, {code_dim}")
+        self.num_codes = num_codes
+        self.code_dim = code_dim
+        self.chunk_size = chunk_size
+        self.register_buffer("codebook", F.normalize(torch.randn(num_codes, code_dim), dim=-1))
+
+    def extra_repr(self) -> str:
+        return f"num_codes={self.num_codes}, code_dim={self.code_dim}, distance='cosine'"
+
+    @torch.no_grad()
+    def set_codebook(self, centroids_KC: torch.Tensor) -> None:
+        """Replace the codebook with ``centroids_KC`` [K, C] (l2-normalised here)."""
+        if tuple(centroids_KC.shape) != tuple(self.codebook.shape):
+            raise SemtokError(
+                f"codebook: expected centroids {list(self.codebook.shape)}, got {list(centroids_KC.shape)}"
+            )
+        self.codebook.copy_(F.normalize(centroids_KC.float(), dim=-1))
+
+    @torch.no_grad()
+    def assign(self, features_NC: torch.Tensor) -> torch.Tensor:
+        """Features [N, C] (any scale) -> ids [N] int64 of the nearest code by cosine."""
+        x = F.normalize(features_NC.float(), dim=-1)
+        return nearest_code(x, self.codebook.float(), "cosine", self.chunk_size)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """``z`` [..., C] -> (code vectors [..., C] fp32, ids z.shape[:-1], aux with ``loss`` (0),
+        ``usage``, ``perplexity`` and ``cosine`` (mean cosine of z to its code))."""
+        if z.shape[-1] != self.code_dim:
+            raise SemtokError(f"codebook expects last dim {self.code_dim}, got shape {tuple(z.shape)}")
+        flat = F.normalize(z.reshape(-1, self.code_dim).float(), dim=-1)
+        ids = nearest_code(flat.detach(), self.codebook.float(), "cosine", self.chunk_size)
+        q = F.embedding(ids, self.codebook.float())
+        counts, _ = cluster_sums(flat.detach(), ids, self.num_codes)
+        aux = {"loss": flat.new_zeros(()), **codebook_usage(counts)}
+        aux["cosine"] = (flat.detach() * q).sum(-1).mean() if flat.numel() else flat.new_zeros(())
+        return q.reshape(z.shape), ids.reshape(z.shape[:-1]), aux
+
+    @torch.no_grad()
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code vectors for ``ids`` (int64 ``[...]`` in ``[0, K)``): ``[..., C]`` fp32, unit norm."""
+        return F.embedding(ids, self.codebook.float())
+
+
+@register_tokenizer
+class ClusterTokenizer(FeatureTokenizer):
+    """Frozen teacher + cosine codebook of its clustered patch features (see the module docstring).
+
+    ``ClusterTokenizer(config)`` builds the teacher with random weights (for loading a saved folder);
+    pass ``teacher=`` (e.g. ``build_cluster_teacher(config)``) to wrap a pretrained one.
+    """
+
+    kind = "cluster"
+    config_class = ClusterConfig
+
+    def __init__(self, config: ClusterConfig, teacher: Teacher | None = None) -> None:
+        super().__init__(config)
+        if teacher is None:
+            teacher = build_cluster_teacher(config, random_init=True)
+        if config.feature_dim <= 0:
+            raise SemtokError("ClusterConfig.feature_dim must be set (it comes from the teacher)")
+        if teacher.feature_dim != config.feature_dim:
+            raise SemtokError(
+                f"teacher '{config.teacher}' gives {teacher.feature_dim}-d features, the config says "
+                f"feature_dim {config.feature_dim}"
+            )
+        self.teacher = teacher.freeze()
+        self.quantizer = ClusterCodebook(config.num_codes, config.feature_dim)
+        self.pixel_decoder = PixelDecoder(config.pixel_decoder) if config.pixel_decoder else None
+
+    @property
+    def num_codes(self) -> int:
+        return self.config.num_codes
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        side = int(self.teacher.grid_size)
+        return side, side
+
+    @torch.no_grad()
+    def features(self, images_B3HW: torch.Tensor) -> torch.Tensor:
+        """Teacher patch features [B, C, h, w] float32 (not normalised) of images [B, 3, H, W] in [-1, 1]."""
+        if images_B3HW.ndim != 4 or images_B3HW.shape[1] != 3:
+            raise SemtokError(f"images must be [B, 3, H, W], got {list(images_B3HW.shape)}")
+        return self.teacher(images_B3HW)
+
+    @torch.no_grad()
+    def assign(self, features_BChw: torch.Tensor) -> torch.Tensor:
+        """Teacher features [B, C, h, w] -> ids [B, h, w] int64 (nearest code by cosine)."""
+        B, C, h, w = features_BChw.shape
+        ids_N = self.quantizer.assign(features_BChw.permute(0, 2, 3, 1).reshape(-1, C))
+        return ids_N.view(B, h, w)
+
+    @torch.no_grad()
+    def encode(self, images_B3HW: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] float in [-1, 1] -> token ids [B, h, w] int64 in [0, num_codes)
+        (h = w = the teacher's grid at its input size)."""
+        return self.assign(self.features(images_B3HW))
+
+    def forward(self, images_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """(centroid map [B, C, h, w], ids [B, h, w], codebook aux); nothing here has a gradient."""
+        quantized, ids, aux = self.quantizer(self.features(images_B3HW).permute(0, 2, 3, 1))
+        return quantized.permute(0, 3, 1, 2).contiguous(), ids, aux
+
+    @torch.no_grad()
+    def decode_features(self, ids_BHW: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, h, w] int64 -> the codes' centroids [B, C, h, w] float32 (unit norm per cell)."""
+        return self.quantizer.lookup(ids_BHW).permute(0, 3, 1, 2).contiguous()
