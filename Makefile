@@ -24,6 +24,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_quantizer.py
 	$(PYTHON) benchmarks/bench_vqkd.py
 	$(PYTHON) benchmarks/bench_reconstruction.py
+	$(PYTHON) benchmarks/bench_kmeans.py
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks

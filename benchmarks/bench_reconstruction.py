@@ -1,8 +1,10 @@
 """Benchmark: pixel tokenizers at equal budgets on the embedded default (issue 3's table).
 
-Trains VQGAN, FSQ, CVQ-VAE (the `*-mnist` configs) and VQ-KD + its pixel decoder (`vqkd-mnist`, then
-`decoder-vqkd-mnist`), then evaluates each on the 500 MNIST-5k val images: codebook usage, perplexity, PSNR, SSIM,
-rFID (TF-Inception pool3 against the val originals). A finished run is reused, a crashed one resumed.
+Trains VQGAN, FSQ, CVQ-VAE (the `*-mnist` configs), VQ-KD + its pixel decoder (`vqkd-mnist`, then
+`decoder-vqkd-mnist`) and Cluster tokenizers (k-means: `cluster-mnist`; online: `cluster-online-mnist`) with the
+same pixel decoder, then evaluates each on the 500 MNIST-5k val images: codebook usage, perplexity, PSNR, SSIM,
+rFID (TF-Inception pool3 against the val originals). A finished run (and its evaluation, `eval_bench.json`) is
+reused, a crashed one resumed.
 
     python benchmarks/bench_reconstruction.py [--out runs/bench/recon] [--set train.steps=500 ...]
 """
@@ -19,6 +21,8 @@ import torch
 from semtok.config import load_config
 from semtok.evaluate import evaluate_tokenizer
 from semtok.training.checkpoint import latest_checkpoint
+from semtok.training.cluster import ClusterRunConfig, build_cluster_tokenizer
+from semtok.training.cluster_online import ClusterTrainRunConfig, train_cluster_online
 from semtok.training.pixel import RUN_CONFIGS, train_pixel
 from semtok.training.vqkd import VQKDRunConfig, train_vqkd
 
@@ -27,7 +31,8 @@ def timed_stage(run: Path, train) -> float:
     """Train unless finished; the seconds this took (or the recorded seconds of a finished run)."""
     summary_path = run / "summary.json"
     if (run / "tokenizer" / "model.safetensors").exists() and summary_path.exists():
-        return json.loads(summary_path.read_text())["train_seconds_this_session"]
+        summary = json.loads(summary_path.read_text())
+        return summary.get("train_seconds_this_session") or summary["seconds"]["total"]
     started = time.time()
     train(latest_checkpoint(run) is not None)
     return round(time.time() - started, 1)
@@ -51,6 +56,8 @@ def main() -> None:
         seconds = timed_stage(out / kind, lambda resume, k=kind, c=config: train_pixel(k, c, out / k, resume))
         rows.append((kind, f"{kind}-mnist", out / kind, seconds, config.train.steps))
 
+    cluster_config = load_config(ClusterRunConfig, "cluster-mnist")
+    online_config = load_config(ClusterTrainRunConfig, "cluster-online-mnist")
     vqkd_config = load_config(VQKDRunConfig, "vqkd-mnist", args.overrides)
     vqkd_seconds = timed_stage(out / "vqkd", lambda resume: train_vqkd(vqkd_config, out / "vqkd", resume))
     decoder_config = load_config(
@@ -69,8 +76,44 @@ def main() -> None:
         )
     )
 
+    for name, stage, build in (
+        (
+            "cluster (k-means)",
+            "cluster",
+            lambda resume: build_cluster_tokenizer(cluster_config, out / "cluster"),
+        ),
+        (
+            "cluster (online)",
+            "cluster-online",
+            lambda resume: train_cluster_online(online_config, out / "cluster-online", resume),
+        ),
+    ):
+        build_seconds = timed_stage(out / stage, build)
+        decoder = load_config(
+            RUN_CONFIGS["decoder"], "decoder-vqkd-mnist", [f"tokenizer={out / stage}", *args.overrides]
+        )
+        run = out / f"{stage}-decoder"
+        decoder_seconds = timed_stage(
+            run, lambda resume, c=decoder, r=run: train_pixel("decoder", c, r, resume)
+        )
+        rows.append(
+            (
+                name,
+                f"{stage}-mnist + decoder-vqkd-mnist",
+                run,
+                round(build_seconds + decoder_seconds, 1),
+                f"{'k-means ' + str(cluster_config.model.kmeans_iters) + ' it' if stage == 'cluster' else online_config.train.steps}"
+                f" + {decoder.train.steps}",
+            )
+        )
+
     table = []
     for name, config_name, run, seconds, steps in rows:
+        cached = run / "eval_bench.json"
+        if cached.exists():
+            table.append(json.loads(cached.read_text()))
+            print(json.dumps(table[-1]))
+            continue
         results = evaluate_tokenizer(run, "mnist5k", "val", progress=False)
         table.append(
             {
@@ -89,6 +132,7 @@ def main() -> None:
                 "perceptual_loss": json.loads((run / "summary.json").read_text()).get("perceptual_loss"),
             }
         )
+        cached.write_text(json.dumps(table[-1], indent=2))
         print(json.dumps(table[-1]))
     print("| tokenizer | steps | train s | codes | usage | perplexity | PSNR | SSIM | rFID |")
     print("|---|---|---|---|---|---|---|---|---|")
