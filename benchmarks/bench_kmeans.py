@@ -94,7 +94,7 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
     rates = matmul_gflops(args.threads, args.dim, args.k)
     print(
-        f"fp32 matmul, {args.threads} threads: torch {rates['torch']:.1f} GFLOP/s, numpy {rates['numpy']:.1f} GFLOP/s"
+        f"fp32 matmul GFLOP/s, {args.threads} threads: " + ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
     )
     rows = []
     for n in args.n or [200_000]:
