@@ -114,6 +114,39 @@ def open_run_dir(out_dir: Path, resume: bool, write: bool, saved_config: dict[st
     return existing
 
 
+def finish_run(
+    out_dir: Path,
+    kind: str,
+    tokenizer: nn.Module,
+    train: TrainConfig,
+    resumed_from: int | None,
+    started: float,
+    train_set: Any,
+    accelerator: Accelerator,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Save the final tokenizer to ``OUT/tokenizer`` and write ``OUT/summary.json``; returns the summary.
+
+    Every stage records the same facts (steps, time, data, processes, device, where the tokenizer is) plus its own
+    ``fields`` (losses, teacher, perceptual loss, ...).
+    """
+    tokenizer.eval().save_pretrained(out_dir / "tokenizer")
+    summary = {
+        "kind": kind,
+        "steps": train.steps,
+        "resumed_from_step": resumed_from,
+        "train_seconds_this_session": round(time.time() - started, 1),
+        **fields,
+        "train_images": len(train_set),
+        "skipped_files": len(getattr(train_set, "skipped_files", [])),
+        "processes": accelerator.num_processes,
+        "device": str(accelerator.device),
+        "tokenizer": str(out_dir / "tokenizer"),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def adamw(model: nn.Module, train: TrainConfig) -> torch.optim.AdamW:
     """AdamW with no weight decay on biases, norms, position embeddings (1-D or named *pos_embed*)."""
     decay, no_decay = [], []

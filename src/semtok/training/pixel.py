@@ -9,7 +9,6 @@ quantizer's own loss.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
 from semtok.training.checkpoint import load_checkpoint, save_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import RunLog, batch_stream, make_accelerator, open_run_dir
+from semtok.training.loop import RunLog, batch_stream, finish_run, make_accelerator, open_run_dir
 from semtok.training.schedule import warmup_cosine_lr
 
 
@@ -319,20 +318,16 @@ def train_pixel(
     if main and step < train.steps:
         summary = {"kind": kind, "stopped_at_step": step, "steps": train.steps, "tokenizer": None}
     elif main:
-        tokenizer.eval()
-        tokenizer.save_pretrained(out_dir / "tokenizer")
-        summary = {
-            "kind": kind,
-            "steps": train.steps,
-            "resumed_from_step": start_step if resume else None,
-            "train_seconds_this_session": round(time.time() - started, 1),
-            "final_losses": values,
-            "perceptual_loss": perceptual_name,
-            "train_images": len(train_set),
-            "skipped_files": len(getattr(train_set, "skipped_files", [])),
-            "processes": world,
-            "device": str(accelerator.device),
-            "tokenizer": str(out_dir / "tokenizer"),
-        }
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary = finish_run(
+            out_dir,
+            kind,
+            tokenizer,
+            train,
+            start_step if resume else None,
+            started,
+            train_set,
+            accelerator,
+            final_losses=values,
+            perceptual_loss=perceptual_name,
+        )
     return summary

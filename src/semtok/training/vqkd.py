@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from semtok.teachers.base import Teacher, resize_features
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer, cosine_distillation_loss
 from semtok.training.checkpoint import load_checkpoint, save_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import RunLog, adamw, batch_stream, make_accelerator, open_run_dir
+from semtok.training.loop import RunLog, adamw, batch_stream, finish_run, make_accelerator, open_run_dir
 from semtok.training.schedule import warmup_cosine_lr
 
 
@@ -224,21 +223,17 @@ def train_vqkd(
     if main and step < train.steps:
         summary = {"kind": "vqkd", "stopped_at_step": step, "steps": train.steps, "tokenizer": None}
     elif main:
-        unwrapped.eval()
-        unwrapped.save_pretrained(out_dir / "tokenizer")
-        summary = {
-            "kind": "vqkd",
-            "steps": train.steps,
-            "resumed_from_step": start_step if resume else None,
-            "train_seconds_this_session": round(time.time() - started, 1),
-            "final_loss": loss_value,
-            "teacher": model_config.teacher,
-            "teacher_features": cache_note,
-            "train_images": len(train_set),
-            "skipped_files": len(getattr(train_set, "skipped_files", [])),
-            "processes": world,
-            "device": str(accelerator.device),
-            "tokenizer": str(out_dir / "tokenizer"),
-        }
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary = finish_run(
+            out_dir,
+            "vqkd",
+            unwrapped,
+            train,
+            start_step if resume else None,
+            started,
+            train_set,
+            accelerator,
+            final_loss=loss_value,
+            teacher=model_config.teacher,
+            teacher_features=cache_note,
+        )
     return summary
