@@ -68,6 +68,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_options(decoder, "decoder-vqkd-mnist")
     decoder.add_argument("--tokenizer", help="the feature tokenizer: a run folder or tokenizer folder")
+    _add_train_options(
+        stages.add_parser(
+            "judge",
+            help="train the judge: a classifier of the data set's classes that scores generated samples",
+        ),
+        "judge-mnist",
+    )
+
+    ar = stages.add_parser("ar", help="train a class-conditional AR proposal network on a token file")
+    _add_train_options(ar, "ar-mnist")
+    ar.add_argument("--tokens", help="train token file from `semtok tokenize` (sets data.tokens)")
+    ar.add_argument("--val-tokens", help="val token file: val NLL at the end (sets data.val_tokens)")
+
+    bench = verbs.add_parser(
+        "bench", help="the paper's comparison at small scale: every tokenizer + the same AR model, a report"
+    )
+    bench.add_argument("--suite", default="mnist", choices=["mnist", "quick"], help="budgets (default mnist)")
+    bench.add_argument(
+        "--quick", action="store_true", help="same as --suite quick (minutes, smoke-test budgets)"
+    )
+    bench.add_argument("--rows", nargs="+", help="only these rows (default: all)")
+    bench.add_argument("--out", default=None, help="output folder (default runs/bench/suite-SUITE)")
+    bench.add_argument("--progress", action="store_true", help="progress bars for every stage")
+
+    sample = verbs.add_parser(
+        "sample", help="sample images from a trained AR model, decoded by its tokenizer"
+    )
+    sample.add_argument("path", help="AR run folder or AR model folder")
+    which = sample.add_mutually_exclusive_group()
+    which.add_argument("--class", dest="label", type=int, default=None, help="class index to sample")
+    which.add_argument(
+        "--all-classes", action="store_true", help="a grid with one row of --n samples per class"
+    )
+    sample.add_argument(
+        "--n", type=int, default=16, help="samples (per class with --all-classes; default 16)"
+    )
+    sample.add_argument("--cfg", type=float, default=1.75, help="classifier-free guidance scale (1 = off)")
+    sample.add_argument("--temperature", type=float, default=1.0)
+    sample.add_argument("--top-k", type=int, default=600, help="0 = off (default 600)")
+    sample.add_argument("--top-p", type=float, default=0.92, help="1 = off (default 0.92)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--batch-size", type=int, default=64)
+    sample.add_argument("--no-cache", action="store_true", help="recompute the prefix every step (slow)")
+    sample.add_argument("--tokenizer", help="decode with this tokenizer folder (default: the recorded one)")
+    sample.add_argument("--images", help="also write every sample as its own PNG into this folder")
+    sample.add_argument("--out", required=True, help="grid image (.png; provenance inside and in .json)")
+    sample.add_argument("--no-progress", action="store_true")
 
     build = verbs.add_parser("build", help="build a tokenizer without gradient training (Cluster: k-means)")
     builders = build.add_subparsers(dest="stage", required=True, parser_class=_Parser)
@@ -112,8 +159,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-fid", action="store_true", help="skip rFID (the slowest metric on a CPU)")
     evaluate.add_argument("--inception-weights", help="pt_inception-2015-12-05 weights file for FID")
     evaluate.add_argument("--lpips-weights", help="VGG16 backbone weights file for LPIPS")
-    evaluate.add_argument("--out", help="JSON file (default: eval.json beside the tokenizer)")
+    evaluate.add_argument("--out", help="JSON file (default: eval_SPLIT.json beside the tokenizer)")
     evaluate.add_argument("--no-progress", action="store_true")
+    generation = evaluate.add_argument_group(
+        "generation (PATH is an AR run)",
+        "gFID, precision/recall (k=3), Inception Score (with --inception-weights) and class accuracy (with "
+        "--judge) of one sample per label of --split",
+    )
+    generation.add_argument("--generation", action="store_true", help="evaluate the samples of an AR model")
+    generation.add_argument("--judge", help="judge classifier folder from `semtok train judge`")
+    generation.add_argument("--seed", type=int, default=0)
+    generation.add_argument("--cfg", type=float, default=1.75, help="guidance scale (1 = off)")
+    generation.add_argument("--temperature", type=float, default=1.0)
+    generation.add_argument("--top-k", type=int, default=600)
+    generation.add_argument("--top-p", type=float, default=0.92)
+    generation.add_argument("--samples-out", help="also write a grid of the first 64 samples (.png)")
+
+    probe = verbs.add_parser(
+        "probe", help="linear-probe top-1 of a tokenizer's frozen code vectors (train -> val)"
+    )
+    probe.add_argument("path", help="run folder or tokenizer folder")
+    probe.add_argument(
+        "--data", default=None, help="'mnist5k' or a labelled image folder (default: the run's data)"
+    )
+    probe.add_argument("--batch-size", type=int, default=128, help="images per encoding batch")
+    probe.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations per fit (default 500)")
+    probe.add_argument("--seed", type=int, default=0, help="seed of the train hold-out split (default 0)")
+    probe.add_argument("--out", help="JSON file (default: probe_val.json beside the tokenizer)")
+    probe.add_argument("--no-progress", action="store_true")
 
     tokenize = verbs.add_parser("tokenize", help="token ids of a data set to .npy + JSON manifest")
     tokenize.add_argument("path", help="run folder or tokenizer folder")
@@ -123,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument(
         "--out", required=True, help="output name: writes NAME.npy, NAME.labels.npy, NAME.json"
     )
+    tokenize.add_argument(
+        "--views", type=int, default=1, help="augmented views per image (needs --augment; default 1)"
+    )
+    tokenize.add_argument("--augment", default="none", choices=["none", "flip", "crop_flip"])
+    tokenize.add_argument(
+        "--crop-scale",
+        type=float,
+        nargs=2,
+        default=[0.08, 1.0],
+        metavar=("MIN", "MAX"),
+        help="crop_flip area range",
+    )
+    tokenize.add_argument("--seed", type=int, default=0, help="seed of the augmentation")
     tokenize.add_argument("--no-progress", action="store_true")
 
     reconstruct = verbs.add_parser(
@@ -137,10 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--out", required=True, help="image file, e.g. grid.png")
 
     demo = verbs.add_parser(
-        "demo", help="tokenizer -> pixel decoder -> evaluation on the embedded default (MNIST-5k)"
+        "demo",
+        help="tokenizer -> pixel decoder -> AR -> samples and report on the embedded default (MNIST-5k)",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    demo.add_argument(
+        "--no-fid", action="store_true", help="skip rFID / gFID / precision-recall (fast check)"
+    )
     demo.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -216,6 +306,25 @@ def cmd_train_pixel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_judge(args: argparse.Namespace) -> int:
+    from semtok.config import load_config
+    from semtok.training.judge import JudgeRunConfig, train_judge
+
+    out = Path(args.out)
+    source = _resume_source(args, out)
+    config = load_config(JudgeRunConfig, source, _config_overrides(args), ignore=("kind",))
+    summary = train_judge(config, out, args.resume, not args.no_progress, args.stop_at)
+    if summary.get("stopped_at_step") is not None:
+        print(f"stopped after step {summary['stopped_at_step']}; continue with --resume --out {out}")
+    elif summary:
+        print(f"judge: {summary['judge']}")
+        print(
+            f"val top-1: {summary['val_top1']:.4f} on {summary['val_images']} images "
+            f"({summary['train_seconds_this_session']} s)"
+        )
+    return 0
+
+
 def _config_overrides(args: argparse.Namespace) -> list[str]:
     overrides = []
     if args.stage not in ("vqkd", "cluster") and (args.teacher or args.teacher_weights):
@@ -275,6 +384,9 @@ def _run_data(path: str) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from semtok.evaluate import evaluate_tokenizer, format_table, resolve_tokenizer_dir, write_json
 
+    if args.generation:
+        return _evaluate_generation(args)
+
     data = args.data or _run_data(args.path)
     results = evaluate_tokenizer(
         args.path,
@@ -293,98 +405,141 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from semtok.evaluate import format_table, resolve_tokenizer_dir, write_json
+    from semtok.probe import linear_probe
+
+    if args.max_iter < 1:
+        raise SemtokError(f"--max-iter: expected an int >= 1, got {args.max_iter}")
+    data = args.data or _run_data(args.path)
+    results = linear_probe(
+        args.path, data, args.batch_size, args.max_iter, args.seed, progress=not args.no_progress
+    )
+    out = Path(args.out) if args.out else resolve_tokenizer_dir(args.path).parent / "probe_val.json"
+    print(format_table(results))
+    print(f"results: {write_json(results, out)}")
+    return 0
+
+
+def _evaluate_generation(args: argparse.Namespace) -> int:
+    from semtok.evaluate import format_table, write_json
+    from semtok.evaluate_generation import evaluate_generation
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.sample import resolve_ar_dir
+
+    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.cfg)
+    results = evaluate_generation(
+        args.path,
+        args.data,
+        args.split,
+        sampling,
+        args.seed,
+        args.judge,
+        args.inception_weights,
+        args.batch_size,
+        progress=not args.no_progress,
+        samples_out=args.samples_out,
+    )
+    default = resolve_ar_dir(args.path).parent / f"eval_generation_{args.split}_seed{args.seed}.json"
+    out = Path(args.out) if args.out else default
+    print(format_table({k: v for k, v in results.items() if not isinstance(v, dict)}))
+    print(f"results: {write_json(results, out)}")
+    return 0
+
+
 def cmd_tokenize(args: argparse.Namespace) -> int:
+    from semtok.data.token_file import read_token_file
+    from semtok.data.tokenize import tokenize_dataset
+
+    manifest = tokenize_dataset(
+        args.path,
+        args.data,
+        args.split,
+        args.out,
+        batch_size=args.batch_size,
+        views=args.views,
+        augment=args.augment,
+        crop_scale=tuple(args.crop_scale),
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    ids, _, _ = read_token_file(manifest)
+    print(f"tokens: {ids.shape[0]} rows x {list(ids.shape[1:])} ({args.views} view(s)) -> {manifest}")
+    return 0
+
+
+def cmd_train_ar(args: argparse.Namespace) -> int:
+    from semtok.config import load_config
+    from semtok.training.ar import ARRunConfig, train_ar
+
+    out = Path(args.out)
+    if args.data or args.teacher or args.teacher_weights:
+        raise SemtokError(
+            "`train ar` reads token files: use --tokens (and --val-tokens), not --data / --teacher"
+        )
+    overrides = []
+    if args.tokens:
+        overrides.append(f"data.tokens={args.tokens}")
+    if args.val_tokens:
+        overrides.append(f"data.val_tokens={args.val_tokens}")
+    source = _resume_source(args, out)
+    config = load_config(ARRunConfig, source, [*overrides, *args.overrides], ignore=("kind",))
+    summary = train_ar(config, out, args.resume, not args.no_progress, args.stop_at)
+    if summary.get("stopped_at_step") is not None:
+        print(f"stopped after step {summary['stopped_at_step']}; continue with --resume --out {out}")
+    elif summary:
+        val = f", val NLL {summary['val_nll']:.4f}" if "val_nll" in summary else ""
+        print(f"AR model: {summary['ar']} ({summary['parameters']:,} parameters{val})")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
-    from semtok.config import to_dict
-    from semtok.data import build_dataset
-    from semtok.data.token_file import write_token_file
-    from semtok.evaluate import iterate_batches, resolve_tokenizer_dir
-    from semtok.tokenizers.base import Tokenizer
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.sample import Generator, write_samples
 
-    tokenizer_dir = resolve_tokenizer_dir(args.path)
-    tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
-    dataset = build_dataset(args.data, args.split, tokenizer.config.image_size, augment="none")
-    ids, labels = [], []
-    for images, batch_labels in iterate_batches(dataset, args.batch_size, not args.no_progress, "tokenize"):
-        ids.append(tokenizer.encode(images))
-        labels.append(batch_labels)
-    meta = {
-        "tokenizer": {
-            "path": str(tokenizer_dir.resolve()),
-            "kind": tokenizer.kind,
-            "config": to_dict(tokenizer.config),
-        },
-        "data": {
-            "dataset": args.data,
-            "split": args.split,
-            "image_size": tokenizer.config.image_size,
-            "augment": "none",
-        },
-        "num_classes": getattr(dataset, "num_classes", 0),
-        "class_names": list(getattr(dataset, "class_names", [])),
-        "skipped_files": list(getattr(dataset, "skipped_files", [])),
-    }
-    manifest = write_token_file(args.out, torch.cat(ids), torch.cat(labels), tokenizer.num_codes, meta)
-    print(f"tokens: {torch.cat(ids).shape[0]} images x {list(tokenizer.grid_size)} -> {manifest}")
+    if args.n <= 0:
+        raise SemtokError(f"--n: expected a positive number of samples, got {args.n}")
+    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.cfg, not args.no_cache)
+    generator = Generator(args.path, args.tokenizer)
+    if args.all_classes:
+        classes = range(max(generator.num_classes, 1))
+        labels = torch.tensor([c for c in classes for _ in range(args.n)])
+        per_row = args.n
+    else:
+        label = 0 if args.label is None else args.label
+        generator.check_class(label)
+        labels = torch.full((args.n,), label)
+        per_row = min(args.n, 8)
+    path = write_samples(
+        generator,
+        labels,
+        args.out,
+        sampling,
+        args.seed,
+        per_row,
+        args.batch_size,
+        args.images,
+        not args.no_progress,
+    )
+    print(f"samples: {path} ({len(labels)} images; provenance in {path.with_suffix('.json')})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from semtok.bench.suite import run_suite
+
+    suite = "quick" if args.quick else args.suite
+    run_suite(suite, args.out or f"runs/bench/suite-{suite}", args.rows, progress=args.progress)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Embedded default end to end: VQ-KD tokenizer -> its pixel decoder -> evaluation and a reconstruction grid."""
-    import torch
+    """Embedded default end to end: tokenizer -> pixel decoder -> AR -> samples -> metrics -> report.md."""
+    from semtok.demo import run_demo
 
-    from semtok.config import load_config
-    from semtok.data import build_dataset
-    from semtok.evaluate import evaluate_tokenizer, format_table, write_json
-    from semtok.tokenizers.base import Tokenizer
-    from semtok.training.checkpoint import latest_checkpoint
-    from semtok.training.pixel import DecoderRunConfig, train_pixel
-    from semtok.training.vqkd import VQKDRunConfig, train_vqkd
-    from semtok.visualize import reconstruction_grid, save_grid
-
-    out = Path(args.out)
-    steps = [f"train.steps={args.steps}"] if args.steps else []
-    progress = not args.no_progress
-    stages = (
-        (
-            "vqkd",
-            lambda resume: train_vqkd(
-                load_config(VQKDRunConfig, "vqkd-mnist", steps), out / "vqkd", resume, progress
-            ),
-        ),
-        (
-            "decoder",
-            lambda resume: train_pixel(
-                "decoder",
-                load_config(DecoderRunConfig, "decoder-vqkd-mnist", [f"tokenizer={out / 'vqkd'}", *steps]),
-                out / "decoder",
-                resume,
-                progress,
-            ),
-        ),
-    )
-    for name, train in stages:
-        run = out / name
-        if (run / "tokenizer" / "model.safetensors").exists():
-            print(f"{name}: already trained in {run} (reused)")
-            continue
-        resume = latest_checkpoint(run) is not None
-        print(f"{name}: {'continuing' if resume else 'training'} in {run}")
-        train(resume)
-
-    results = evaluate_tokenizer(out / "decoder", "mnist5k", "val", progress=progress)
-    print(format_table(results))
-    write_json(results, out / "eval_val.json")
-    tokenizer = Tokenizer.from_pretrained(out / "decoder" / "tokenizer")
-    val = build_dataset("mnist5k", "val", tokenizer.config.image_size)
-    images = torch.stack([val[i][0] for i in range(0, len(val), len(val) // 32)][:32])
-    grid = save_grid(reconstruction_grid(tokenizer, images), out / "reconstructions.png")
-    print(f"demo outputs: {out.resolve()}")
-    print(f"  tokenizer (VQ-KD + pixel decoder): {(out / 'decoder' / 'tokenizer').resolve()}")
-    print(f"  evaluation:      {(out / 'eval_val.json').resolve()}")
-    print(f"  reconstructions: {grid.resolve()}  (rows: originals, then their reconstructions)")
-    print(f"  TensorBoard:     tensorboard --logdir {out.resolve()}")
+    run_demo(args.out, args.steps, progress=not args.no_progress, fid=not args.no_fid)
     return 0
 
 
@@ -408,7 +563,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "evaluate": cmd_evaluate,
+    "probe": cmd_probe,
     "tokenize": cmd_tokenize,
+    "sample": cmd_sample,
+    "bench": cmd_bench,
     "demo": cmd_demo,
 }
 
@@ -420,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "train":
             if args.stage == "cluster":
                 return cmd_train_cluster(args)
+            if args.stage == "judge":
+                return cmd_train_judge(args)
+            if args.stage == "ar":
+                return cmd_train_ar(args)
             return cmd_train_vqkd(args) if args.stage == "vqkd" else cmd_train_pixel(args)
         if args.verb == "build":
             return cmd_build_cluster(args)

@@ -35,6 +35,23 @@ def iterate_batches(dataset: Any, batch_size: int, show: bool, desc: str):
         yield torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
 
 
+def evenly_spaced(dataset: Any, limit: int | None) -> Any:
+    """``limit`` items of ``dataset`` at evenly spaced indices ``floor(i * N / limit)`` (all of it for None or
+    ``limit >= N``); class-sorted splits keep every class."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    if limit <= 0:
+        raise SemtokError(f"limit: expected a positive number of images, got {limit}")
+    subset = torch.utils.data.Subset(dataset, [i * len(dataset) // limit for i in range(limit)])
+    for name in ("num_classes", "class_names"):
+        if hasattr(dataset, name):
+            setattr(subset, name, getattr(dataset, name))
+    labels = getattr(dataset, "labels", None)
+    if labels is not None:
+        subset.labels = torch.as_tensor(labels)[subset.indices]
+    return subset
+
+
 def has_pixel_decoder(tokenizer: Tokenizer) -> bool:
     """Whether ``tokenizer.decode`` gives images (pixel tokenizers, or feature tokenizers with a pixel decoder)."""
     return getattr(tokenizer, "pixel_decoder", True) is not None
@@ -51,8 +68,10 @@ def evaluate_tokenizer(
     fid: bool = True,
     inception_weights: str | None = None,
     lpips_weights: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the tokenizer at ``path`` on ``data``/``split``.
+    """Metrics of the tokenizer at ``path`` on ``data``/``split`` (``limit``: an evenly spaced subset of that many
+    images, see :func:`evenly_spaced`; the rFID reference is the same subset).
 
     Always: codebook usage and perplexity. VQ-KD: cosine similarity of decoded features to the teacher's;
     Cluster: cosine similarity of each token's centroid to the teacher feature it stands for.
@@ -62,7 +81,7 @@ def evaluate_tokenizer(
     tokenizer_dir = resolve_tokenizer_dir(path)
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     image_size = tokenizer.config.image_size
-    dataset = build_dataset(data, split, image_size, augment="none")
+    dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
     counts = torch.zeros(tokenizer.num_codes, dtype=torch.long)
     results: dict[str, Any] = {
         "tokenizer": str(tokenizer_dir),
@@ -138,7 +157,7 @@ def evaluate_tokenizer(
         if fid:
             results.update(
                 reconstruction_fid(
-                    dataset, data, split, image_size, recon_chunks, inception_weights, progress
+                    dataset, data, split, image_size, recon_chunks, inception_weights, progress, limit
                 )
             )
     return results
@@ -152,8 +171,10 @@ def reconstruction_fid(
     recon_chunks: list[torch.Tensor],
     inception_weights: str | None,
     progress: bool,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """rFID: reconstructions (uint8 chunks) against the cached statistics of the same split's originals."""
+    """rFID: reconstructions (uint8 chunks) against the cached statistics of the same split's originals
+    (``dataset`` already cut to ``limit`` images by :func:`evenly_spaced`; ``limit`` is part of the cache key)."""
     from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance, reference_stats
 
     extractor = InceptionFeatures(weights=inception_weights)
@@ -164,6 +185,7 @@ def reconstruction_fid(
         image_size,
         extractor,
         lambda: iterate_batches(dataset, 64, False, "reference"),
+        limit=limit,
         progress=progress,
     )
     features = extractor.extract(recon_chunks, progress=progress)

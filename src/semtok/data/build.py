@@ -36,7 +36,8 @@ def build_dataset(
 ) -> MNIST5k | ImageFolderDataset:
     """The ``split`` ("train" / "val") of data set ``spec`` with images ``[3, image_size, image_size]`` in [-1, 1].
 
-    ``augment``: "none" | "crop_flip" (RandomResizedCrop(scale=crop_scale) + flip) | "flip" (train split only).
+    ``augment``: "none" | "crop_flip" (RandomResizedCrop(scale=crop_scale) + flip) | "flip" | "crop" (the crop
+    without the flip) (train split only).
     ``seed`` seeds the per-item augmentation (with the epoch and index).
     """
     if split not in ("train", "val"):

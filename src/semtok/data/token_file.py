@@ -71,3 +71,27 @@ def read_token_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
     ids = np.load(manifest_path.parent / manifest["ids_file"], mmap_mode="r", allow_pickle=False)
     labels = np.load(manifest_path.parent / manifest["labels_file"], allow_pickle=False)
     return ids, labels, manifest
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Items ``(ids [h*w] int64 in raster order, label int)`` of a token file, read from the memory map.
+
+    ``null_label``: what an unlabelled item (label -1) becomes (the AR model's null class).
+    """
+
+    def __init__(self, path: str | Path, null_label: int = -1) -> None:
+        self.ids, self.labels, self.manifest = read_token_file(path)
+        self.path = Path(path)
+        self.null_label = null_label
+        if self.ids.ndim != 3 or len(self.labels) != self.ids.shape[0]:
+            raise SemtokError(
+                f"token file '{path}': ids {self.ids.shape} and labels {self.labels.shape} do not match"
+            )
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        ids = torch.from_numpy(self.ids[index].astype(np.int64).reshape(-1))
+        label = int(self.labels[index])
+        return ids, self.null_label if label < 0 else label

@@ -37,7 +37,7 @@ __all__ = [
     "transform_is_random",
 ]
 
-AUGMENTATIONS = ("none", "crop_flip", "flip")
+AUGMENTATIONS = ("none", "crop_flip", "flip", "crop")
 
 _MASK64 = (1 << 64) - 1
 
@@ -207,13 +207,16 @@ class TrainTransform:
 def build_transform(
     augment: str, image_size: int, crop_scale: tuple[float, float] = (0.08, 1.0)
 ) -> ValTransform | TrainTransform:
-    """``"none"`` -> ``ValTransform``; ``"crop_flip"`` -> random resized crop + flip; ``"flip"`` -> center crop + flip."""
+    """``"none"`` -> ``ValTransform``; ``"crop_flip"`` -> random resized crop + flip; ``"flip"`` -> center crop + flip;
+    ``"crop"`` -> random resized crop, no flip (for images that flipping changes the meaning of, e.g. digits)."""
     if augment == "none":
         return ValTransform(image_size)
     if augment == "crop_flip":
         return TrainTransform(image_size, scale=crop_scale, hflip=True, crop=True)
     if augment == "flip":
         return TrainTransform(image_size, scale=crop_scale, hflip=True, crop=False)
+    if augment == "crop":
+        return TrainTransform(image_size, scale=crop_scale, hflip=False, crop=True)
     raise SemtokError(f"augment: expected one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
 
 

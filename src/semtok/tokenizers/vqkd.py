@@ -41,6 +41,7 @@ class VQKDConfig:
     decoder_heads: int = 12
     teacher: str = "clip-vit-b16"
     teacher_weights: str | None = None
+    teacher_random_init: bool = False  # the ablation control: same architecture, random (seeded) weights
     teacher_input_size: int = 0  # 0: the teacher's default
     teacher_stride: int = 0  # 0: the teacher's default
     teacher_dim: int = 0  # filled in from the teacher when training starts

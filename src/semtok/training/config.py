@@ -44,12 +44,12 @@ class DataConfig:
     """Which images, and how they are augmented for training."""
 
     dataset: str = "mnist5k"  # "mnist5k" (embedded) or an image folder
-    augment: str = "none"  # none | flip | crop_flip (RandomResizedCrop + horizontal flip)
+    augment: str = "none"  # none | flip | crop_flip (RandomResizedCrop + horizontal flip) | crop (no flip)
     crop_scale: tuple[float, float] = (0.08, 1.0)
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        if self.augment not in ("none", "flip", "crop_flip"):
+        if self.augment not in ("none", "flip", "crop_flip", "crop"):
             raise SemtokError(
-                f"config key 'data.augment': expected none, flip or crop_flip, got {self.augment!r}"
+                f"config key 'data.augment': expected none, flip, crop_flip or crop, got {self.augment!r}"
             )

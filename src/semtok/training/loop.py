@@ -117,20 +117,23 @@ def open_run_dir(out_dir: Path, resume: bool, write: bool, saved_config: dict[st
 def finish_run(
     out_dir: Path,
     kind: str,
-    tokenizer: nn.Module,
+    model: nn.Module,
     train: TrainConfig,
     resumed_from: int | None,
     started: float,
     train_set: Any,
     accelerator: Accelerator,
+    folder: str = "tokenizer",
+    save_kwargs: dict[str, Any] | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """Save the final tokenizer to ``OUT/tokenizer`` and write ``OUT/summary.json``; returns the summary.
+    """Save the final model to ``OUT/<folder>`` and write ``OUT/summary.json``; returns the summary.
 
-    Every stage records the same facts (steps, time, data, processes, device, where the tokenizer is) plus its own
-    ``fields`` (losses, teacher, perceptual loss, ...).
+    Every stage records the same facts (steps, time, data, processes, device, where the model is) plus its own
+    ``fields`` (losses, teacher, perceptual loss, ...). ``model.save_pretrained(folder, **save_kwargs)`` writes
+    the folder.
     """
-    tokenizer.eval().save_pretrained(out_dir / "tokenizer")
+    model.eval().save_pretrained(out_dir / folder, **(save_kwargs or {}))
     summary = {
         "kind": kind,
         "steps": train.steps,
@@ -141,7 +144,7 @@ def finish_run(
         "skipped_files": len(getattr(train_set, "skipped_files", [])),
         "processes": accelerator.num_processes,
         "device": str(accelerator.device),
-        "tokenizer": str(out_dir / "tokenizer"),
+        folder: str(out_dir / folder),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

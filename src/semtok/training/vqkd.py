@@ -39,6 +39,10 @@ def build_run_teacher(model: VQKDConfig) -> Teacher:
         options["input_size"] = model.teacher_input_size
     if model.teacher_stride:
         options["stride"] = model.teacher_stride
+    if model.teacher_random_init:
+        if model.teacher_weights:
+            raise SemtokError("model.teacher_random_init and model.teacher_weights exclude each other")
+        return build_teacher(model.teacher, random_init=True, seed=0, **options)
     return build_teacher(model.teacher, weights=model.teacher_weights, **options)
 
 

@@ -1,0 +1,235 @@
+"""The suite's report: one list of blocks (headings, text, tables, figures) rendered as report.md and report.html."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+Block = tuple[str, Any]  # ("h2", text) | ("p", text) | ("table", (header, rows)) | ("img", (path, caption))
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _mean_std(row: dict[str, Any], key: str, digits: int) -> str:
+    mean, std = row.get(key), row.get(f"{key}_std")
+    if mean is None:
+        return "–"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
+
+
+def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "tokenizer",
+        "usage",
+        "perplexity",
+        "rFID",
+        "PSNR",
+        "SSIM",
+        "probe top-1",
+        "AR val NLL",
+        "gFID",
+        "precision",
+        "recall",
+        "class acc.",
+        "minutes (all stages)",
+    ]
+    rows = []
+    for row in results["rows"].values():
+        rows.append(
+            [
+                row["label"],
+                _fmt(row["usage"]),
+                _fmt(row["perplexity"], 1),
+                _fmt(row["rfid"], 2),
+                _fmt(row["psnr"], 2),
+                _fmt(row["ssim"]),
+                _fmt(row["probe_top1"]),
+                _fmt(row["ar_val_nll"]),
+                _mean_std(row, "gfid", 2),
+                _mean_std(row, "precision", 3),
+                _mean_std(row, "recall", 3),
+                _mean_std(row, "class_accuracy", 3),
+                f"{sum(row['times'].values()) / 60:.1f}",
+            ]
+        )
+    return header, rows
+
+
+def stage_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    stages = sorted({name for row in results["rows"].values() for name in row["times"]})
+    header = ["tokenizer", *stages]
+    rows = [
+        [row["label"], *(_fmt(row["times"].get(s), 1) for s in stages)] for row in results["rows"].values()
+    ]
+    return header, rows
+
+
+def stack_images(paths: list[Path], out: Path) -> Path:
+    """Stack PNGs vertically (same width) into one image."""
+    images = [Image.open(p).convert("RGB") for p in paths]
+    width = max(i.width for i in images)
+    canvas = Image.new("RGB", (width, sum(i.height for i in images)), "white")
+    top = 0
+    for image in images:
+        canvas.paste(image, (0, top))
+        top += image.height
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+    return out
+
+
+def figures(out: Path, results: dict[str, Any]) -> list[Block]:
+    """Reconstruction grids, sample grids (a row of 8 per class), training curves, the codebook picture."""
+    from semtok.data import build_dataset
+    from semtok.plots import codebook_picture, plot_training_curves
+    from semtok.tokenizers.base import Tokenizer
+    from semtok.visualize import reconstruction_grid, save_grid
+
+    fig_dir = out / "figures"
+    blocks: list[Block] = [("h2", "Reconstructions (rows: val originals, then their reconstructions)")]
+    val = None
+    for name, row in results["rows"].items():
+        final = out / name / ("decoder_run" if (out / name / "decoder_run").exists() else "tokenizer_run")
+        path = fig_dir / f"recon_{name}.png"
+        if not path.exists():
+            tokenizer = Tokenizer.from_pretrained(final / "tokenizer")
+            val = val or build_dataset("mnist5k", "val", tokenizer.config.image_size)
+            images = torch.stack([val[i][0] for i in range(0, len(val), len(val) // 8)][:8])
+            save_grid(reconstruction_grid(tokenizer, images), path)
+        blocks.append(("img", (path, row["label"])))
+    blocks.append(("h2", "Samples: one row of 8 per class (0-9), CFG 1.75, top-k 600, top-p 0.92"))
+    for name, row in results["rows"].items():
+        grids = sorted((out / name / "samples").glob("class_*.png"), key=lambda p: int(p.stem.split("_")[1]))
+        if grids:
+            blocks.append(("img", (stack_images(grids, fig_dir / f"samples_{name}.png"), row["label"])))
+    blocks.append(("h2", "Training curves"))
+    tokenizer_runs = {results["rows"][n]["label"]: out / n / "tokenizer_run" for n in results["rows"]}
+    tokenizer_runs = {k: v for k, v in tokenizer_runs.items() if (v / "log.jsonl").exists()}
+    ar_runs = {results["rows"][n]["label"]: out / n / "ar_run" for n in results["rows"]}
+    if tokenizer_runs:
+        path = plot_training_curves(
+            tokenizer_runs, fig_dir / "curves_tokenizers.png", title="tokenizer training"
+        )
+        blocks.append(("img", (path, "tokenizer training (each kind logs its own losses)")))
+    path = plot_training_curves(
+        ar_runs, fig_dir / "curves_ar.png", keys=["loss/train_nll"], title="AR training"
+    )
+    blocks.append(("img", (path, "AR training NLL (nats per token) on each tokenizer's tokens")))
+    pair = {
+        label: out / name / ("decoder_run" if name == "vqkd" else "tokenizer_run")
+        for name, label in (("vqkd", "VQ-KD"), ("vqgan", "VQGAN"))
+        if name in results["rows"]
+    }
+    if len(pair) == 2:
+        blocks.append(("h2", "Codebook picture: image patches assigned to a few codes"))
+        path = codebook_picture(pair, "mnist5k", fig_dir / "codebook.png")
+        blocks.append(
+            ("img", (path, "VQ-KD codes gather patches by meaning; VQGAN codes by local appearance"))
+        )
+    return blocks
+
+
+def build_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
+    machine = results["machine"]
+    budget = results["budget"]
+    first = next(iter(results["rows"].values()))
+    blocks: list[Block] = [
+        ("h1", f"semtok bench: the paper's comparison at small scale (suite '{results['suite']}')"),
+        (
+            "p",
+            "Embedded default: MNIST-5k as RGB 32x32 (4500 train / 500 val), 64 tokens per image (8x8), about 1000 "
+            "codes. Every tokenizer gets the same step budget and seed, then the same class-conditional AR model "
+            f"(ar-mnist) trains on its tokens. Budget: {json.dumps(budget)}.",
+        ),
+        ("table", results_table(results)),
+        (
+            "p",
+            "gFID, precision, recall and class accuracy: mean ± standard deviation over the sampling seeds "
+            f"{first['seeds']} (ablation rows: one seed), one sample per val label. rFID / gFID extractor: "
+            f"{first['fid_extractor']}; rFID reference: {first['fid_reference']}; gFID reference: "
+            f"{first['gfid_reference']}. Precision/recall: k-NN manifolds (k = 3) in the same feature space. Class "
+            f"accuracy: the judge classifier (val top-1 {_fmt(results['judge'].get('val_top1'))}). Probe: linear "
+            "classifier on mean-pooled frozen code vectors, val top-1. Inception Score: skipped (needs the full "
+            "Inception weights, not available offline).",
+        ),
+        ("h2", "Seconds per stage"),
+        ("table", stage_table(results)),
+        (
+            "p",
+            f"Machine: {machine['cpu']} ({machine['cpu_count']} cores, {machine['torch_threads']} torch threads, "
+            f"{machine['device']}); Python {machine['python']}, torch {machine['torch']}, numpy {machine['numpy']}, "
+            f"semtok {machine['semtok']}. Training seed 0 everywhere. Wall time of this run: "
+            f"{results.get('wall_seconds_this_run', 0) / 60:.1f} min (stages reused from earlier runs are not "
+            "counted in it).",
+        ),
+    ]
+    return blocks + figures(out, results)
+
+
+def render_markdown(blocks: list[Block], out: Path) -> str:
+    lines: list[str] = []
+    for kind, content in blocks:
+        if kind == "h1":
+            lines += [f"# {content}", ""]
+        elif kind == "h2":
+            lines += [f"## {content}", ""]
+        elif kind == "p":
+            lines += [content, ""]
+        elif kind == "table":
+            header, rows = content
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        elif kind == "img":
+            path, caption = content
+            lines += [f"**{caption}**", "", f"![{caption}]({Path(path).relative_to(out)})", ""]
+    return "\n".join(lines)
+
+
+def render_html(blocks: list[Block], out: Path) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>semtok bench</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%;image-rendering:pixelated}"
+        "figure{margin:1em 0}</style></head><body>"
+    ]
+    for kind, content in blocks:
+        if kind in ("h1", "h2"):
+            parts.append(f"<{kind}>{html.escape(content)}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{html.escape(content)}</p>")
+        elif kind == "table":
+            header, rows = content
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+            for row in rows:
+                parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+            parts.append("</table>")
+        elif kind == "img":
+            path, caption = content
+            src = html.escape(str(Path(path).relative_to(out)))
+            parts.append(
+                f"<figure><img src='{src}' alt='{html.escape(caption)}'><figcaption>{html.escape(caption)}"
+            )
+            parts.append("</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out: Path, results: dict[str, Any]) -> Path:
+    """Write ``OUT/report.md`` and ``OUT/report.html`` (figures under ``OUT/figures``); returns report.md."""
+    blocks = build_blocks(out, results)
+    (out / "report.html").write_text(render_html(blocks, out))
+    path = out / "report.md"
+    path.write_text(render_markdown(blocks, out))
+    return path

@@ -1,0 +1,82 @@
+"""Tokenize a data set once, so proposal networks train on memory-mapped token files (``semtok tokenize``).
+
+With augmentation, ``views`` augmented copies of every image are tokenized (as LlamaGen pre-tokenises flips and
+crops): view ``k`` of image ``i`` is the data set's augmentation at epoch ``k``, a pure function of
+``(seed, k, i)``. Rows are view-major: row ``k * N + i``. The manifest records views, augmentation and seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from semtok.config import to_dict
+from semtok.data.build import build_dataset
+from semtok.data.token_file import write_token_file
+from semtok.errors import SemtokError
+
+
+def tokenize_dataset(
+    tokenizer_path: str | Path,
+    data: str,
+    split: str,
+    out: str | Path,
+    batch_size: int = 128,
+    views: int = 1,
+    augment: str = "none",
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Write ``OUT.npy`` (ids ``[views * N, h, w]``), ``OUT.labels.npy`` and ``OUT.json``; returns the manifest.
+
+    ``augment`` "none" allows only ``views`` 1 (every view would be the same image). Augmentation applies to the
+    train split only (as everywhere in semtok).
+    """
+    from semtok.evaluate import resolve_tokenizer_dir
+    from semtok.tokenizers.base import Tokenizer
+
+    if views < 1:
+        raise SemtokError(f"--views: expected a positive number of views, got {views}")
+    if views > 1 and (augment == "none" or split != "train"):
+        raise SemtokError(f"--views {views}: several views need --augment flip|crop_flip on the train split")
+    tokenizer_dir = resolve_tokenizer_dir(tokenizer_path)
+    tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
+    size = tokenizer.config.image_size
+    dataset = build_dataset(data, split, size, augment=augment, crop_scale=crop_scale, seed=seed)
+    ids, labels = [], []
+    with tqdm(total=views * len(dataset), desc="tokenize", unit="img", disable=not progress) as bar:
+        for view in range(views):
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(view)
+            for start in range(0, len(dataset), batch_size):
+                items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+                with torch.inference_mode():
+                    ids.append(tokenizer.encode(torch.stack([image for image, _ in items])))
+                labels.append(torch.tensor([label for _, label in items]))
+                bar.update(len(items))
+    meta: dict[str, Any] = {
+        "tokenizer": {
+            "path": str(tokenizer_dir.resolve()),
+            "kind": tokenizer.kind,
+            "config": to_dict(tokenizer.config),
+        },
+        "data": {
+            "dataset": str(data),
+            "split": split,
+            "image_size": size,
+            "augment": augment,
+            "crop_scale": list(crop_scale) if augment == "crop_flip" else None,
+            "seed": seed,
+            "views": views,
+            "images_per_view": len(dataset),
+            "row_order": "view-major: row = view * images_per_view + image",
+        },
+        "num_classes": getattr(dataset, "num_classes", 0),
+        "class_names": list(getattr(dataset, "class_names", [])),
+        "skipped_files": list(getattr(dataset, "skipped_files", [])),
+    }
+    return write_token_file(out, torch.cat(ids), torch.cat(labels), tokenizer.num_codes, meta)

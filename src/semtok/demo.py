@@ -1,0 +1,219 @@
+"""The embedded default end to end (``semtok demo`` / ``make demo``).
+
+VQ-KD tokenizer (EfficientNet-Lite0 teacher) -> its pixel decoder -> reconstruction metrics -> token files ->
+class-conditional AR model -> judge classifier -> samples (a grid per class) -> generation metrics -> report.md.
+Every stage writes its own folder under ``OUT`` and is reused when already finished (an interrupted demo continues
+where it stopped; an interrupted training stage resumes from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semtok.config import load_config
+from semtok.training.checkpoint import latest_checkpoint
+
+SAMPLES_PER_CLASS = 8
+
+
+def _stage(name: str, run: Path, done: Path, train: Callable[[bool], Any], timings: dict[str, float]) -> None:
+    """Run ``train(resume)`` unless ``done`` exists; resume when ``run`` holds a checkpoint."""
+    if done.exists():
+        print(f"{name}: already done in {run} (reused)")
+        return
+    resume = latest_checkpoint(run) is not None
+    print(f"{name}: {'continuing' if resume else 'training'} in {run}", flush=True)
+    started = time.time()
+    train(resume)
+    timings[name] = round(time.time() - started, 1)
+
+
+def _cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    if path.exists():
+        return json.loads(path.read_text())
+    results = compute()
+    path.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, fid: bool = True) -> Path:
+    """Run (or finish) the demo into ``out``; returns the path of ``report.md``.
+
+    ``steps``: train every stage for this many steps (default: each config's own); ``fid``: False skips the
+    Inception metrics (rFID, gFID, precision/recall), the slowest part on a CPU.
+    """
+    from semtok.data.tokenize import tokenize_dataset
+    from semtok.evaluate import evaluate_tokenizer
+    from semtok.evaluate_generation import evaluate_generation
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.sample import Generator, write_samples
+    from semtok.training.ar import ARRunConfig, train_ar
+    from semtok.training.judge import JudgeRunConfig, train_judge
+    from semtok.training.pixel import DecoderRunConfig, train_pixel
+    from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    step_override = [f"train.steps={steps}"] if steps else []
+    timings: dict[str, float] = {}
+    started = time.time()
+
+    _stage(
+        "vqkd",
+        out / "vqkd",
+        out / "vqkd" / "tokenizer" / "model.safetensors",
+        lambda resume: train_vqkd(
+            load_config(VQKDRunConfig, "vqkd-mnist", step_override), out / "vqkd", resume, progress
+        ),
+        timings,
+    )
+    _stage(
+        "decoder",
+        out / "decoder",
+        out / "decoder" / "tokenizer" / "model.safetensors",
+        lambda resume: train_pixel(
+            "decoder",
+            load_config(
+                DecoderRunConfig, "decoder-vqkd-mnist", [f"tokenizer={out / 'vqkd'}", *step_override]
+            ),
+            out / "decoder",
+            resume,
+            progress,
+        ),
+        timings,
+    )
+    tokenizer_dir = out / "decoder" / "tokenizer"
+    print("evaluate: reconstructions of the val split", flush=True)
+    recon = _cached_json(
+        out / "eval_val.json",
+        lambda: evaluate_tokenizer(tokenizer_dir, "mnist5k", "val", progress=progress, fid=fid),
+    )
+    for split in ("train", "val"):
+        manifest = out / "tokens" / f"{split}.json"
+        if not manifest.exists():
+            print(f"tokenize: {split} split -> {manifest}", flush=True)
+            tokenize_dataset(tokenizer_dir, "mnist5k", split, manifest, progress=progress)
+    _stage(
+        "ar",
+        out / "ar",
+        out / "ar" / "ar" / "model.safetensors",
+        lambda resume: train_ar(
+            load_config(
+                ARRunConfig,
+                "ar-mnist",
+                [
+                    f"data.tokens={out / 'tokens' / 'train.json'}",
+                    f"data.val_tokens={out / 'tokens' / 'val.json'}",
+                ]
+                + step_override,
+            ),
+            out / "ar",
+            resume,
+            progress,
+        ),
+        timings,
+    )
+    _stage(
+        "judge",
+        out / "judge",
+        out / "judge" / "judge" / "model.safetensors",
+        lambda resume: train_judge(
+            load_config(JudgeRunConfig, "judge-mnist", step_override), out / "judge", resume, progress
+        ),
+        timings,
+    )
+
+    sampling = SamplingConfig()  # the paper's: T 1.0, top-k 600, top-p 0.92, CFG 1.75
+    generator = Generator(out / "ar")
+    grids = []
+    for label in range(generator.num_classes):
+        path = out / "samples" / f"class_{label}.png"
+        if not path.exists():
+            labels = torch.full((SAMPLES_PER_CLASS,), label)
+            write_samples(generator, labels, path, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
+        grids.append(path)
+    print("evaluate: generation (one sample per val label)", flush=True)
+    generation: dict[str, Any] = {}
+    if fid:
+        generation = _cached_json(
+            out / "eval_generation_val.json",
+            lambda: evaluate_generation(
+                out / "ar", "mnist5k", "val", sampling, 0, judge=out / "judge", progress=progress
+            ),
+        )
+    ar_summary = json.loads((out / "ar" / "summary.json").read_text())
+    judge_summary = json.loads((out / "judge" / "summary.json").read_text())
+    report = write_report(out, recon, generation, ar_summary, judge_summary, grids, sampling, timings)
+    print(f"demo finished in {time.time() - started:.0f} s; report: {report.resolve()}")
+    return report
+
+
+def _value(results: dict[str, Any], key: str, digits: int = 3) -> str:
+    value = results.get(key)
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def write_report(
+    out: Path,
+    recon: dict[str, Any],
+    generation: dict[str, Any],
+    ar_summary: dict[str, Any],
+    judge_summary: dict[str, Any],
+    grids: list[Path],
+    sampling: Any,
+    timings: dict[str, float],
+) -> Path:
+    """``OUT/report.md``: the metrics table, the reconstruction grid and one sample grid per class."""
+    from semtok.tokenizers.base import Tokenizer
+    from semtok.visualize import reconstruction_grid, save_grid
+
+    tokenizer = Tokenizer.from_pretrained(out / "decoder" / "tokenizer")
+    from semtok.data import build_dataset
+
+    val = build_dataset("mnist5k", "val", tokenizer.config.image_size)
+    images = torch.stack([val[i][0] for i in range(0, len(val), len(val) // 16)][:16])
+    recon_grid = save_grid(reconstruction_grid(tokenizer, images), out / "reconstructions.png")
+    judge_accuracy = judge_summary.get("val_accuracy", judge_summary.get("val_top1"))
+    lines = [
+        "# semtok demo: MNIST-5k, VQ-KD (EfficientNet-Lite0 teacher) + pixel decoder + class-conditional AR",
+        "",
+        "| stage | metric | value |",
+        "|---|---|---|",
+        f"| tokenizer (val, {recon.get('images')} images) | codebook usage | {_value(recon, 'usage')} |",
+        f"| | perplexity exp(H) | {_value(recon, 'perplexity', 1)} |",
+        f"| | teacher cosine | {_value(recon, 'teacher_cosine')} |",
+        f"| | PSNR / SSIM | {_value(recon, 'psnr', 2)} / {_value(recon, 'ssim')} |",
+        f"| | rFID | {_value(recon, 'rfid', 2)} |",
+        f"| AR ({ar_summary.get('parameters', 0):,} parameters) | val NLL (nats/token) | "
+        f"{_value(ar_summary, 'val_nll')} |",
+        f"| generation ({generation.get('samples', 'n/a')} samples, one per val label) | gFID | "
+        f"{_value(generation, 'gfid', 2)} |",
+        f"| | precision / recall (k=3) | {_value(generation, 'precision')} / {_value(generation, 'recall')} |",
+        f"| | class accuracy (judge val top-1 {judge_accuracy}) | {_value(generation, 'class_accuracy')} |",
+        f"| | Inception Score | {generation.get('inception_score', 'skipped: no full Inception weights')} |",
+        "",
+        f"Sampling: temperature {sampling.temperature}, top-k {sampling.top_k}, top-p {sampling.top_p}, "
+        f"CFG {sampling.cfg_scale}. FID extractor: {generation.get('fid_extractor', recon.get('fid_extractor'))}; "
+        f"reference: {generation.get('fid_reference', recon.get('fid_reference'))}.",
+        f"Stage times this run (s): {json.dumps(timings) if timings else 'all stages reused'}.",
+        "",
+        "## Reconstructions (rows: val originals, then their reconstructions)",
+        "",
+        f"![reconstructions]({recon_grid.relative_to(out)})",
+        "",
+        "## Samples, one grid per class (each PNG records tokenizer, AR model, class, seed and settings)",
+        "",
+    ]
+    for label, grid in enumerate(grids):
+        lines += [f"class {label}: ![class {label}]({grid.relative_to(out)})", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,142 @@
+"""Generation metrics of an AR model + its tokenizer (``semtok evaluate RUN --generation``).
+
+Protocol: one sample per label of the reference split (the paper's "one sample per val label"), decoded to pixels
+by the tokenizer; then, in the TF-Inception pool3 feature space:
+- gFID against the reference split's cached statistics;
+- precision and recall (k-NN manifolds, k = 3) against the same reference features;
+- Inception Score only with the full Inception weights (``inception_weights``); otherwise reported as skipped;
+- class accuracy: the share of samples a judge classifier (``semtok train judge``) assigns to the class they were
+  generated for (skipped, with the reason, without a judge).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from semtok.data import build_dataset
+from semtok.errors import SemtokError
+from semtok.generators.sampling import SamplingConfig
+from semtok.sample import Generator
+
+
+def dataset_labels(dataset: Any) -> torch.Tensor:
+    """int64 labels [N] of a data set (-1 = unlabelled)."""
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = [dataset[i][1] for i in range(len(dataset))]
+    return torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+
+
+def evaluate_generation(
+    path: str | Path,
+    data: str | None = None,
+    split: str = "val",
+    sampling: SamplingConfig | None = None,
+    seed: int = 0,
+    judge: str | Path | None = None,
+    inception_weights: str | None = None,
+    batch_size: int = 64,
+    tokenizer: str | Path | None = None,
+    progress: bool = True,
+    samples_out: str | Path | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """gFID, precision, recall, Inception Score (or why skipped), class accuracy of an AR run's samples.
+
+    ``data``: the reference images (default: the data set the AR model's tokens came from). ``samples_out``: also
+    write a grid of the first 64 samples there (PNG with provenance). ``limit``: only the labels of an evenly spaced
+    subset of that many reference images (and that subset as the reference).
+    """
+    from semtok.evaluate import evenly_spaced, iterate_batches
+    from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance
+    from semtok.metrics.fid import reference_features
+    from semtok.metrics.inception_score import inception_score_report
+    from semtok.metrics.precision_recall import precision_recall
+
+    sampling = sampling or SamplingConfig()
+    generator = Generator(path, tokenizer)
+    data = data or (generator.meta.get("data") or {}).get("dataset")
+    if not data:
+        raise SemtokError(f"'{generator.ar_dir}' does not record its data set: pass --data")
+    image_size = generator.tokenizer.config.image_size
+    dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
+    labels = dataset_labels(dataset)
+    if generator.num_classes > 0:
+        if int(labels.min()) < 0:
+            raise SemtokError(
+                f"data set '{data}' ({split}) is unlabelled but the AR model is class-conditional"
+            )
+        if int(labels.max()) >= generator.num_classes:
+            raise SemtokError(
+                f"data set '{data}' ({split}) has label {int(labels.max())}, the AR model only "
+                f"{generator.num_classes} classes"
+            )
+    started = time.time()
+    images, _ = generator.sample(labels, sampling, seed, batch_size, progress)
+    sample_seconds = time.time() - started
+
+    extractor = InceptionFeatures(weights=inception_weights)
+    dataset_id = data if str(data) == "mnist5k" else str(Path(data).resolve())
+    reference = reference_features(
+        dataset_id,
+        split,
+        image_size,
+        extractor,
+        lambda: iterate_batches(dataset, 64, False, "reference"),
+        limit=limit,
+        progress=progress,
+    )
+    chunks = images.split(64)
+    if extractor.has_logits:
+        features, logits = extractor.extract_with_logits(chunks, progress=progress)
+    else:
+        features, logits = extractor.extract(chunks, progress=progress), None
+    mu, sigma = feature_stats(features)
+    mu_ref, sigma_ref = feature_stats(reference)
+    results: dict[str, Any] = {
+        "ar_model": str(generator.ar_dir),
+        "tokenizer": str(generator.tokenizer_dir),
+        "tokenizer_kind": generator.tokenizer.kind,
+        "data": str(data),
+        "split": split,
+        "samples": int(images.shape[0]),
+        "protocol": f"one sample per {split} label",
+        "seed": seed,
+        "sampling": dataclasses.asdict(sampling),
+        "sample_seconds": round(sample_seconds, 1),
+        "gfid": frechet_distance(mu, sigma, mu_ref, sigma_ref),
+        **{key: value for key, value in precision_recall(reference, features, k=3).items()},
+        "precision_recall_k": 3,
+        "fid_extractor": extractor.extractor_id,
+        "fid_reference": f"{data} {split} images ({len(dataset)} images, {image_size} px)",
+    }
+    results.update(inception_score_report(logits))
+    if judge is not None and generator.num_classes > 0:
+        from semtok.judge import Judge, class_accuracy, resolve_judge_dir
+
+        judge_model = Judge.from_pretrained(judge)
+        if judge_model.num_classes != generator.num_classes:
+            raise SemtokError(
+                f"--judge '{judge}' knows {judge_model.num_classes} classes, the AR model {generator.num_classes}"
+            )
+        results["class_accuracy"] = class_accuracy(judge_model, images, labels)
+        results["judge"] = str(resolve_judge_dir(judge))
+    else:
+        reason = (
+            "no --judge given (train one with `semtok train judge`)"
+            if judge is None
+            else "unconditional model"
+        )
+        results["class_accuracy_skipped"] = reason
+    if samples_out is not None:
+        from semtok.sample import save_png
+
+        first = min(64, images.shape[0])
+        provenance = generator.provenance(sampling, seed, batch_size, classes=labels[:first].tolist())
+        results["samples_grid"] = str(save_png(images[:first], samples_out, provenance))
+    return results

@@ -1,0 +1,197 @@
+"""Images from a trained proposal network: sample token grids, decode them with the tokenizer, save traceably.
+
+Every file written here carries its provenance (tokenizer, AR model and weights hash, classes, seed, sampling
+settings): PNG files hold it as a ``semtok`` text chunk (JSON), and a ``.json`` sidecar repeats it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from torchvision.utils import make_grid
+
+from semtok.errors import SemtokError
+from semtok.generators.ar import CONFIG_FILE, WEIGHTS_FILE, ARTransformer
+from semtok.generators.sampling import SamplingConfig, generate
+from semtok.tokenizers.base import Tokenizer
+
+
+def resolve_ar_dir(path: str | Path) -> Path:
+    """The AR model folder of a run folder (``RUN/ar``) or the folder itself."""
+    path = Path(path)
+    if (path / "ar" / CONFIG_FILE).exists():
+        return path / "ar"
+    if not path.exists():
+        raise SemtokError(f"'{path}' does not exist: expected an AR run folder or AR model folder")
+    if not (path / CONFIG_FILE).exists():
+        raise SemtokError(
+            f"'{path}' holds no AR model (no config.json, no ar/config.json): train one with `semtok train ar`"
+        )
+    return path
+
+
+class Generator:
+    """An AR model and the tokenizer that decodes its tokens, loaded from an AR run or model folder.
+
+    ``tokenizer``: another tokenizer folder to decode with (default: the one recorded at training time); it must
+    have the same codebook size and grid.
+    """
+
+    def __init__(self, path: str | Path, tokenizer: str | Path | None = None) -> None:
+        from semtok.evaluate import has_pixel_decoder, resolve_tokenizer_dir
+
+        self.ar_dir = resolve_ar_dir(path)
+        self.model, self.meta = ARTransformer.from_pretrained(self.ar_dir)
+        recorded = self.meta.get("tokenizer")
+        if tokenizer is None and not recorded:
+            raise SemtokError(f"'{self.ar_dir}' does not record its tokenizer: pass --tokenizer DIR")
+        self.tokenizer_dir = resolve_tokenizer_dir(tokenizer or recorded)
+        self.tokenizer = Tokenizer.from_pretrained(self.tokenizer_dir)
+        config = self.model.config
+        if self.tokenizer.num_codes != config.vocab_size or tuple(self.tokenizer.grid_size) != tuple(
+            config.grid
+        ):
+            raise SemtokError(
+                f"tokenizer '{self.tokenizer_dir}' ({self.tokenizer.num_codes} codes, grid "
+                f"{list(self.tokenizer.grid_size)}) does not match the AR model ({config.vocab_size} codes, grid "
+                f"{list(config.grid)})"
+            )
+        if not has_pixel_decoder(self.tokenizer):
+            raise SemtokError(
+                f"tokenizer '{self.tokenizer_dir}' has no pixel decoder: train one with `semtok train decoder`"
+            )
+        digest = hashlib.sha256((self.ar_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
+        self.weights_sha256 = digest[:16]
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.config.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.get("class_names") or [])
+
+    def check_class(self, label: int) -> None:
+        if not 0 <= label < max(self.num_classes, 1) and not (self.num_classes == 0 and label == 0):
+            raise SemtokError(f"--class: this model has classes 0..{self.num_classes - 1}, got {label}")
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        labels_B: torch.Tensor,
+        sampling: SamplingConfig,
+        seed: int = 0,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images [B, 3, H, W] in [-1, 1], token ids [B, h, w]) for class labels ``labels_B``.
+
+        Batch ``j`` (of ``batch_size`` labels) is drawn with seed ``seed * 1000003 + j``, so a run is reproducible for the
+        same labels, seed, batch size and settings. An unconditional model (0 classes) ignores the labels.
+        """
+        labels_B = torch.as_tensor(labels_B, dtype=torch.long)
+        if self.num_classes == 0:
+            labels_B = torch.zeros_like(labels_B)
+        grid = tuple(self.model.config.grid)
+        images, ids = [], []
+        for index, start in enumerate(range(0, labels_B.shape[0], batch_size)):
+            chunk = labels_B[start : start + batch_size]
+            tokens = generate(self.model, chunk, sampling, seed=seed * 1_000_003 + index, progress=progress)
+            tokens = tokens.view(-1, *grid)
+            ids.append(tokens)
+            images.append(self.tokenizer.decode(tokens).clamp(-1, 1))
+        return torch.cat(images), torch.cat(ids)
+
+    def provenance(
+        self, sampling: SamplingConfig, seed: int, batch_size: int, **fields: Any
+    ) -> dict[str, Any]:
+        """What a sample file records: tokenizer, AR model, seed, sampling settings (+ ``fields``: classes...)."""
+        return {
+            "tokenizer": str(self.tokenizer_dir.resolve()),
+            "tokenizer_kind": self.tokenizer.kind,
+            "ar_model": str(self.ar_dir.resolve()),
+            "ar_weights_sha256": self.weights_sha256,
+            "ar_tokens": self.meta.get("tokens"),
+            "seed": seed,
+            "seed_rule": "batch j of batch_size labels is drawn with generator seed seed * 1000003 + j",
+            "batch_size": batch_size,
+            "sampling": dataclasses.asdict(sampling),
+            **fields,
+        }
+
+
+def save_png(
+    images_B3HW: torch.Tensor,
+    path: str | Path,
+    provenance: dict[str, Any],
+    per_row: int = 8,
+    sidecar: bool = True,
+) -> Path:
+    """Write images in [-1, 1] as one PNG grid (``per_row`` across) with ``provenance`` inside (text chunk
+    ``semtok``) and, with ``sidecar``, beside it (``PATH.json``)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise SemtokError(
+            f"--out '{path}': sample files are written as .png (they carry their provenance inside)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = make_grid((images_B3HW.float().clamp(-1, 1) + 1) / 2, nrow=per_row, padding=2, pad_value=1.0)
+    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    text = json.dumps(provenance)
+    info = PngInfo()
+    info.add_text("semtok", text)
+    Image.fromarray(array).save(path, pnginfo=info)
+    if sidecar:
+        path.with_suffix(".json").write_text(json.dumps(provenance, indent=2))
+    return path
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance a sample PNG written by :func:`save_png` carries."""
+    with Image.open(path) as image:
+        text = image.info.get("semtok")
+    if text is None:
+        raise SemtokError(f"'{path}' carries no semtok provenance")
+    return json.loads(text)
+
+
+def write_samples(
+    generator: Generator,
+    labels_B: torch.Tensor,
+    out: str | Path,
+    sampling: SamplingConfig,
+    seed: int = 0,
+    per_row: int = 8,
+    batch_size: int = 64,
+    images_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Path:
+    """Sample one image per label, save the grid to ``out`` (rows of ``per_row``), and with ``images_dir`` every
+    image as its own PNG (``NNNNN_classC.png``), each recording its class, index and the shared provenance."""
+    images, _ = generator.sample(labels_B, sampling, seed, batch_size, progress)
+    labels = [int(v) for v in labels_B]
+    names = generator.class_names
+    provenance = generator.provenance(
+        sampling,
+        seed,
+        batch_size,
+        classes=labels,
+        class_names=[names[v] if v < len(names) else str(v) for v in labels],
+        layout=f"row-major grid, {per_row} per row, in the order of 'classes'",
+    )
+    path = save_png(images, out, provenance, per_row=per_row)
+    if images_dir is not None:
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            single = {**provenance, "classes": [label], "index": index, "layout": "one image"}
+            single.pop("class_names")
+            save_png(
+                image[None], Path(images_dir) / f"{index:05d}_class{label}.png", single, 1, sidecar=False
+            )
+    return path

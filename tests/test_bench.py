@@ -1,0 +1,68 @@
+"""The benchmark suite's bookkeeping: stage reuse, aggregation over seeds, report rendering, subsets."""
+
+import json
+import statistics
+
+import pytest
+
+from semtok.bench.report import render_html, render_markdown, results_table
+from semtok.bench.suite import ROWS, SUITES, Stages, collect_row, run_suite
+from semtok.data import build_dataset
+from semtok.errors import SemtokError
+from semtok.evaluate import evenly_spaced
+
+
+def test_stages_run_once_and_record_time(tmp_path):
+    calls = []
+    stages = Stages(tmp_path / "row")
+    done = tmp_path / "row" / "done.txt"
+    stages.run("work", done, lambda: (calls.append(1), done.write_text("x")))
+    stages.run("work", done, lambda: calls.append(2))
+    assert calls == [1]
+    assert "work" in json.loads((tmp_path / "row" / "times.json").read_text())
+    assert Stages(tmp_path / "row").times.keys() == {"work"}  # read back by a rerun
+
+
+def fake_row(row_dir, gfids):
+    (row_dir / "ar_run").mkdir(parents=True)
+    (row_dir / "eval_val.json").write_text(json.dumps({"usage": 0.9, "rfid": 40.0, "fid_extractor": "x"}))
+    (row_dir / "probe_val.json").write_text(json.dumps({"val_top1": 0.8}))
+    (row_dir / "ar_run" / "summary.json").write_text(json.dumps({"val_nll": 3.2}))
+    for seed, gfid in enumerate(gfids):
+        (row_dir / f"generation_seed{seed}.json").write_text(
+            json.dumps({"gfid": gfid, "precision": 0.5, "recall": 0.4, "class_accuracy_skipped": "no judge"})
+        )
+    (row_dir / "times.json").write_text(json.dumps({"tokenizer": 60.0, "ar": 30.0}))
+
+
+def test_collect_row_mean_and_spread_over_seeds(tmp_path):
+    fake_row(tmp_path / "vqkd", [10.0, 12.0, 14.0])
+    row = collect_row("vqkd", tmp_path / "vqkd", (0, 1, 2))
+    assert row["gfid"] == 12.0 and row["gfid_std"] == pytest.approx(statistics.stdev([10, 12, 14]))
+    assert row["gfid_per_seed"] == [10.0, 12.0, 14.0] and row["probe_top1"] == 0.8
+    assert row["class_accuracy"] is None and row["ar_val_nll"] == 3.2
+    header, rows = results_table({"rows": {"vqkd": row}})
+    assert rows[0][header.index("gFID")] == "12.00 ± 2.00"
+    assert rows[0][header.index("minutes (all stages)")] == "1.5"
+    blocks = [("h1", "t"), ("p", "a < b"), ("table", (header, rows)), ("img", (tmp_path / "f.png", "cap"))]
+    markdown = render_markdown(blocks, tmp_path)
+    assert "| VQ-KD (EfficientNet-Lite0) |" in markdown and "![cap](f.png)" in markdown
+    page = render_html(blocks, tmp_path)
+    assert "a &lt; b" in page and "<img src='f.png'" in page and page.count("<tr>") == 2
+
+
+def test_suites_and_rows_are_consistent(tmp_path):
+    assert {"vqgan", "fsq", "cvq", "vqkd", "cluster", "vqkd-lite2", "vqkd-random"} == set(ROWS)
+    assert len(SUITES["mnist"].seeds) == 3
+    with pytest.raises(SemtokError, match="--suite"):
+        run_suite("imagenet", tmp_path)
+    with pytest.raises(SemtokError, match="--rows"):
+        run_suite("quick", tmp_path, rows=["vqgan", "nope"])
+
+
+def test_evenly_spaced_keeps_every_class():
+    val = build_dataset("mnist5k", "val", 32)
+    subset = evenly_spaced(val, 100)
+    assert len(subset) == 100 and subset.labels.tolist() == [subset[i][1] for i in range(100)]
+    assert sorted(set(subset.labels.tolist())) == list(range(10))
+    assert evenly_spaced(val, None) is val and evenly_spaced(val, 10_000) is val
