@@ -72,3 +72,15 @@ def test_from_pretrained_errors(tmp_path):
     )
     with pytest.raises(SemtokError, match="does not match"):
         Tokenizer.from_pretrained(tmp_path / "tok")
+
+
+def test_encode_never_changes_the_codebook_even_in_training_mode():
+    torch.manual_seed(0)
+    model = VQKDTokenizer(tiny_config()).train()
+    images = torch.rand(8, 3, 32, 32) * 2 - 1
+    model(images)  # k-means init + one EMA update
+    before = model.quantizer.codebook.clone()
+    model.encode(images)
+    assert model.training and torch.equal(model.quantizer.codebook, before)
+    model(images)
+    assert not torch.equal(model.quantizer.codebook, before)  # forward in training mode does update it

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -152,6 +154,17 @@ def check_ids(ids_BHW: torch.Tensor, num_codes: int) -> None:
         raise SemtokError(
             f"token ids must lie in [0, {num_codes}), got {int(ids_BHW.min())}..{int(ids_BHW.max())}"
         )
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run a block with ``module`` in eval mode (a quantizer must not update its codebook in ``encode``)."""
+    was_training = module.training
+    module.train(False)
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:

@@ -10,8 +10,6 @@ the trainer's; ``forward`` returns what they need.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +18,7 @@ from torch import nn
 from semtok.errors import SemtokError
 from semtok.nn.conv import ConvDecoder, ConvEncoder
 from semtok.quantizers.vector_quantizer import VectorQuantizer
-from semtok.tokenizers.base import Tokenizer, register_tokenizer
+from semtok.tokenizers.base import Tokenizer, eval_mode, register_tokenizer
 
 
 @dataclass
@@ -96,17 +94,6 @@ class CVQConfig(VQGANConfig):
 
     distance: str = "cosine"
     dead_code_steps: int = 20
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Run a block with ``module`` in eval mode (a quantizer must not update its codebook in ``encode``)."""
-    was_training = module.training
-    module.train(False)
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 class ConvQuantTokenizer(Tokenizer):

@@ -15,7 +15,7 @@ from torch import nn
 from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
 from semtok.quantizers.vector_quantizer import VectorQuantizer
-from semtok.tokenizers.base import register_tokenizer
+from semtok.tokenizers.base import eval_mode, register_tokenizer
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
 
@@ -128,9 +128,13 @@ class VQKDTokenizer(FeatureTokenizer):
 
     @torch.no_grad()
     def encode(self, images_B3HW: torch.Tensor) -> torch.Tensor:
-        """Images [B, 3, H, W] float in [-1, 1] -> token ids [B, H/p, W/p] int64 in [0, num_codes)."""
+        """Images [B, 3, H, W] float in [-1, 1] -> token ids [B, H/p, W/p] int64 in [0, num_codes).
+
+        Never changes the codebook, even in training mode.
+        """
         z_BND, (h, w) = self.features(images_B3HW)
-        _, ids_BN, _ = self.quantizer(z_BND)
+        with eval_mode(self.quantizer):
+            _, ids_BN, _ = self.quantizer(z_BND)
         return ids_BN.view(-1, h, w)
 
     @torch.no_grad()
