@@ -46,7 +46,7 @@ class Budget:
 
 
 SUITES: dict[str, Budget] = {
-    "mnist": Budget(300, 300, 400, 420, (0, 1, 2), (0,), None),
+    "mnist": Budget(300, 300, 400, 700, (0, 1, 2), (0,), None),
     "quick": Budget(40, 40, 60, 120, (0,), (0,), 100),
 }
 
