@@ -6,7 +6,8 @@ Workloads (random weights, fp32, CPU, 2 threads, batch 16, top-k 600, top-p 0.92
 - ``ar-mnist``: our tiny model (4 layers x 128 x 4 heads), 1024 codes, 64 tokens per image, 10 classes;
 - ``base``: 12 layers x 768 x 12 heads, 8192 codes, 256 tokens per image, 1000 classes.
 For each: ours (LLaMA style and GPT-2 style) with the KV cache, ours without it (the whole prefix recomputed every
-step), ours with classifier-free guidance 1.75 (2x the rows), and ``transformers`` ``GPT2LMHeadModel.generate``
+step), ours with classifier-free guidance 1.75 (2x the rows), ours with plain ``torch.nn.functional.linear`` instead of
+the default oneDNN-prepacked fp32 linear layers (``semtok.generators.cpu_inference``), and ``transformers`` ``GPT2LMHeadModel.generate``
 (``use_cache=True``, ``do_sample``, same top-k / top-p) at the same depth, width, heads and vocabulary, started from
 one token (our class token) and forced to produce exactly the same number of tokens. Guidance is off in the
 comparison rows (HF has no class guidance). Times are the median of ``--repeats`` runs after a warm-up run.
@@ -24,6 +25,7 @@ from pathlib import Path
 import torch
 
 from semtok.generators import ARConfig, ARTransformer, SamplingConfig, generate
+from semtok.generators.cpu_inference import pack_for_cpu
 
 BATCH, TOP_K, TOP_P = 16, 600, 0.92
 WORKLOADS = {
@@ -82,10 +84,16 @@ def bench_workload(name: str, shape: dict, repeats: int, nocache: bool) -> list[
     plain = SamplingConfig(top_k=TOP_K, top_p=TOP_P, cfg_scale=1.0)
     for style in ("llama", "gpt2"):
         model = ours(shape, style)
-        seconds = timed(lambda m=model: generate(m, labels, plain, seed=0), repeats)
+        packed = pack_for_cpu(model, BATCH)
+        seconds = timed(lambda m=packed: generate(m, labels, plain, seed=0), repeats)
         rows.append(row(f"semtok {style}, KV cache", seconds, seq_len))
         print(rows[-1], flush=True)
-    model = ours(shape, "llama")
+        seconds = timed(lambda m=model: generate(m, labels, plain, seed=0), repeats)
+        rows.append(
+            row(f"semtok {style}, KV cache, plain torch linear (no oneDNN packing)", seconds, seq_len)
+        )
+        print(rows[-1], flush=True)
+    model = pack_for_cpu(ours(shape, "llama"), 2 * BATCH)
     guided = SamplingConfig(top_k=TOP_K, top_p=TOP_P, cfg_scale=1.75)
     seconds = timed(lambda: generate(model, labels, guided, seed=0), repeats)
     rows.append(row("semtok llama, KV cache, CFG 1.75 (32 rows per step)", seconds, seq_len))
@@ -144,7 +152,10 @@ def main() -> None:
         rows = bench_workload(name, shape, args.repeats, nocache)
         by_path = {r["path"]: r["seconds"] for r in rows}
         cached = by_path["semtok llama, KV cache"]
+        hf_seconds = by_path["transformers GPT2LMHeadModel.generate, KV cache"]
+        plain_key = "semtok llama, KV cache, plain torch linear (no oneDNN packing)"
         summary = {
+            "speedup_plain_linear_vs_hf_generate": round(hf_seconds / by_path[plain_key], 2),
             "speedup_vs_hf_generate": round(
                 by_path["transformers GPT2LMHeadModel.generate, KV cache"] / cached, 2
             ),

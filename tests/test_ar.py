@@ -272,3 +272,22 @@ def test_evaluate_generation_reports_metrics_and_skips(fsq_tokenizer, image_fold
         ]
     )
     assert code == 2 and "judge" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("style", ["llama", "gpt2"])
+def test_packed_cpu_model_matches_and_samples_the_same(style):
+    from semtok.generators.cpu_inference import PackedLinear, onednn_linear_available, pack_for_cpu
+
+    model = random_model(style)
+    packed = pack_for_cpu(model, batch_hint=4)
+    if not onednn_linear_available():
+        assert packed is model
+        return
+    assert isinstance(packed.head, PackedLinear) and isinstance(model.head, torch.nn.Linear)
+    ids, labels = torch.randint(0, 50, (4, 12)), torch.tensor([0, 1, 2, 3])
+    with torch.inference_mode():
+        assert torch.allclose(packed(ids, labels), model(ids, labels), atol=1e-4)
+    settings = SamplingConfig(top_k=10, cfg_scale=1.5)
+    assert torch.equal(
+        generate(packed, labels[:3], settings, seed=2), generate(model, labels[:3], settings, seed=2)
+    )

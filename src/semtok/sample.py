@@ -19,6 +19,7 @@ from torchvision.utils import make_grid
 
 from semtok.errors import SemtokError
 from semtok.generators.ar import CONFIG_FILE, WEIGHTS_FILE, ARTransformer
+from semtok.generators.cpu_inference import pack_for_cpu
 from semtok.generators.sampling import SamplingConfig, generate
 from semtok.tokenizers.base import Tokenizer
 
@@ -67,6 +68,7 @@ class Generator:
             raise SemtokError(
                 f"tokenizer '{self.tokenizer_dir}' has no pixel decoder: train one with `semtok train decoder`"
             )
+        self.fast_model = pack_for_cpu(self.model)  # same fp32 maths, oneDNN GEMMs on the CPU
         digest = hashlib.sha256((self.ar_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
         self.weights_sha256 = digest[:16]
 
@@ -103,7 +105,9 @@ class Generator:
         images, ids = [], []
         for index, start in enumerate(range(0, labels_B.shape[0], batch_size)):
             chunk = labels_B[start : start + batch_size]
-            tokens = generate(self.model, chunk, sampling, seed=seed * 1_000_003 + index, progress=progress)
+            tokens = generate(
+                self.fast_model, chunk, sampling, seed=seed * 1_000_003 + index, progress=progress
+            )
             tokens = tokens.view(-1, *grid)
             ids.append(tokens)
             images.append(self.tokenizer.decode(tokens).clamp(-1, 1))

@@ -280,7 +280,7 @@ class ARTransformer(nn.Module):
         return self.head(self.norm(x)).float()
 
     def new_cache(self, batch: int, device: torch.device | None = None) -> KVCache:
-        parameter = self.head.weight
+        parameter = self.token_embed.weight  # (the head may be a PackedLinear, see cpu_inference)
         return KVCache(self.config, batch, self.config.seq_len, device or parameter.device, parameter.dtype)
 
     def step(self, inputs_BTC: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:

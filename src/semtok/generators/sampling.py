@@ -95,7 +95,7 @@ def generate(
             f"--class: expected classes in [0, {config.num_classes - 1}] (or {config.num_classes} = unconditional), "
             f"got {labels_B.tolist()[:8]}"
         )
-    device = model.head.weight.device
+    device = model.token_embed.weight.device
     labels_B = labels_B.to(device)
     batch = labels_B.shape[0]
     guided = sampling.cfg_scale != 1.0 and config.num_classes > 0
