@@ -200,3 +200,18 @@ def test_cli_bad_path_is_one_line(tmp_path: Path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "missing" in lines[0] and "Traceback" not in result.stderr
+
+
+def test_probe_from_token_files_equals_probe_from_images(image_folder, tmp_path):
+    from semtok.data.tokenize import tokenize_dataset
+    from semtok.probe import linear_probe, probe_token_files
+
+    torch.manual_seed(0)
+    model = FSQTokenizer(FSQConfig(**TINY_CONV, levels=(4, 3, 5))).eval()
+    folder = model.save_pretrained(tmp_path / "fsq")
+    train = tokenize_dataset(folder, str(image_folder), "train", tmp_path / "train", progress=False)
+    val = tokenize_dataset(folder, str(image_folder), "val", tmp_path / "val", progress=False)
+    from_images = linear_probe(folder, str(image_folder), progress=False)
+    from_tokens = probe_token_files(folder, train, val)
+    for key in ("val_top1", "train_top1", "weight_decay", "feature_dim", "train_images"):
+        assert from_tokens[key] == from_images[key], key

@@ -279,3 +279,60 @@ def linear_probe(
     results["encode_seconds"] = encode_seconds
     results["seconds"] = time.perf_counter() - start
     return results
+
+
+def pooled_from_token_file(
+    tokenizer: Tokenizer, path: str | Path, batch_size: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean-pooled code vectors ``[N, D]`` float32 and labels ``[N]`` of a token file written by this tokenizer."""
+    from semtok.data.token_file import read_token_file
+
+    ids, labels, manifest = read_token_file(path)
+    if int(manifest["num_codes"]) != tokenizer.num_codes or list(manifest["grid"]) != list(
+        tokenizer.grid_size
+    ):
+        raise SemtokError(f"token file '{path}' was not written by this tokenizer (codes or grid differ)")
+    features = []
+    with torch.inference_mode():
+        for start in range(0, ids.shape[0], batch_size):
+            chunk = torch.from_numpy(ids[start : start + batch_size].astype("int64"))
+            features.append(tokenizer.code_vectors(chunk).float().mean(dim=(2, 3)))
+    return torch.cat(features), torch.from_numpy(labels.astype("int64"))
+
+
+def probe_token_files(
+    path: str | Path, train_tokens: str | Path, val_tokens: str | Path, max_iter: int = 500, seed: int = 0
+) -> dict[str, Any]:
+    """:func:`linear_probe` on already tokenized splits (``semtok tokenize`` files of the tokenizer at ``path``):
+    the same features without encoding the images again. Token files with several augmented views are not
+    the probe's protocol (one unaugmented view per image): refused."""
+    from semtok.data.token_file import read_token_file
+
+    start = time.perf_counter()
+    tokenizer_dir = resolve_tokenizer_dir(path)
+    tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
+    for tokens in (train_tokens, val_tokens):
+        data = read_token_file(tokens)[2].get("data", {})
+        if data.get("augment", "none") != "none" or int(data.get("views", 1)) != 1:
+            raise SemtokError(f"token file '{tokens}': the probe needs one unaugmented view per image")
+    (train_x, train_y), (val_x, val_y) = (
+        pooled_from_token_file(tokenizer, t) for t in (train_tokens, val_tokens)
+    )
+    if int(train_y.min()) < 0 or int(val_y.min()) < 0:
+        raise SemtokError(
+            f"token files '{train_tokens}' / '{val_tokens}' have unlabeled images: the probe needs labels"
+        )
+    results: dict[str, Any] = {
+        "tokenizer": str(tokenizer_dir),
+        "kind": tokenizer.kind,
+        "tokens": [str(train_tokens), str(val_tokens)],
+        "train_images": len(train_y),
+        "val_images": len(val_y),
+        "grid": list(tokenizer.grid_size),
+        "feature_dim": int(train_x.shape[1]),
+        "pooling": "mean of code vectors over the token grid",
+        "classifier": "multinomial logistic regression, L-BFGS (fp64), standardised features",
+    }
+    results.update(probe_features(train_x, train_y, val_x, val_y, None, WEIGHT_DECAYS, seed, max_iter))
+    results["seconds"] = time.perf_counter() - start
+    return results

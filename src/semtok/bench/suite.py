@@ -144,7 +144,7 @@ def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool
     from semtok.evaluate import evaluate_tokenizer
     from semtok.evaluate_generation import evaluate_generation
     from semtok.generators.sampling import SamplingConfig
-    from semtok.probe import linear_probe
+    from semtok.probe import probe_token_files
     from semtok.sample import Generator, write_samples
     from semtok.training.ar import ARRunConfig, train_ar
 
@@ -174,13 +174,6 @@ def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool
             evaluate_tokenizer(tokenizer_dir, "mnist5k", "val", progress=progress, limit=budget.eval_images),
         ),
     )
-    stages.run(
-        "probe",
-        row_dir / "probe_val.json",
-        lambda: _write_json(
-            row_dir / "probe_val.json", linear_probe(tokenizer_dir, "mnist5k", progress=progress)
-        ),
-    )
     for split in ("train", "val"):
         manifest = row_dir / "tokens" / f"{split}.json"
         stages.run(
@@ -190,6 +183,15 @@ def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool
                 tokenizer_dir, "mnist5k", split, manifest, progress=progress
             ),
         )
+    tokens = row_dir / "tokens"
+    stages.run(  # the probe reads the token files: no second pass of the encoder over the images
+        "probe",
+        row_dir / "probe_val.json",
+        lambda: _write_json(
+            row_dir / "probe_val.json",
+            probe_token_files(tokenizer_dir, tokens / "train.json", tokens / "val.json"),
+        ),
+    )
     ar_run = row_dir / "ar_run"
     ar_config = load_config(
         ARRunConfig,
