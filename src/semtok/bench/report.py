@@ -135,7 +135,10 @@ def figures(out: Path, results: dict[str, Any]) -> list[Block]:
         blocks.append(("h2", "Codebook picture: image patches assigned to a few codes"))
         path = codebook_picture(pair, "mnist5k", fig_dir / "codebook.png")
         blocks.append(
-            ("img", (path, "VQ-KD codes gather patches by meaning; VQGAN codes by local appearance"))
+            (
+                "img",
+                (path, "the most used codes of each tokenizer, 8 val patches each (red: the token's cell)"),
+            )
         )
     return blocks
 
