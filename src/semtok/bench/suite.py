@@ -47,7 +47,7 @@ class Budget:
 
 SUITES: dict[str, Budget] = {
     "mnist": Budget(300, 300, 400, 700, (0, 1, 2), (0,), None),
-    "quick": Budget(30, 30, 40, 100, (0,), (0,), 100),
+    "quick": Budget(30, 30, 40, 100, (0,), (0,), 64),
 }
 
 # name -> (kind, config, overrides, ablation)
