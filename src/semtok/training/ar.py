@@ -17,9 +17,17 @@ from semtok.config import to_dict
 from semtok.data.token_file import TokenDataset
 from semtok.errors import SemtokError
 from semtok.generators.ar import ARConfig, ARTransformer
-from semtok.training.checkpoint import load_checkpoint, save_checkpoint
+from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import TrainConfig
-from semtok.training.loop import RunLog, adamw, batch_stream, finish_run, make_accelerator, open_run_dir
+from semtok.training.loop import (
+    RunLog,
+    adamw,
+    batch_stream,
+    checkpoint_if_due,
+    finish_run,
+    make_accelerator,
+    open_run_dir,
+)
 from semtok.training.schedule import warmup_cosine_lr
 
 
@@ -179,18 +187,16 @@ def train_ar(
             log.scalars(step, {"loss/train_nll": loss_value, "lr": lr})
             bar.set_postfix(loss=f"{loss_value:.3f}", ppl=f"{math.exp(loss_value):.1f}")
         bar.update(1)
-        if step % train.checkpoint_every == 0 or step == last_step:
-            accelerator.wait_for_everyone()
-            if main:
-                info = {"kind": "ar", "per_process_batch": train.batch_size // world, "world_size": world}
-                save_checkpoint(
-                    out_dir,
-                    step,
-                    {"model": unwrapped},
-                    {"model": optimizer},
-                    info,
-                    keep=train.keep_checkpoints,
-                )
+        checkpoint_if_due(
+            accelerator,
+            out_dir,
+            step,
+            last_step,
+            train,
+            {"model": unwrapped},
+            {"model": optimizer},
+            {"kind": "ar", "per_process_batch": train.batch_size // world, "world_size": world},
+        )
     bar.close()
     accelerator.wait_for_everyone()
 

@@ -32,9 +32,9 @@ from semtok.errors import SemtokError
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.quantizers.kmeans import kmeans, nearest_code
 from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer, build_cluster_teacher
-from semtok.training.checkpoint import load_checkpoint, save_checkpoint
+from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import RunLog, batch_stream, make_accelerator, open_run_dir
+from semtok.training.loop import RunLog, batch_stream, checkpoint_if_due, make_accelerator, open_run_dir
 from semtok.training.schedule import warmup_cosine_lr
 
 
@@ -219,17 +219,16 @@ def train_cluster_online(
             log.scalars(step, values)
             bar.set_postfix(loss=f"{loss.item():.4f}", cos=f"{cosine:.3f}", usage=f"{stats['usage']:.2f}")
         bar.update(1)
-        if step % train.checkpoint_every == 0 or step == last_step:
-            accelerator.wait_for_everyone()
-            if main:
-                save_checkpoint(
-                    out_dir,
-                    step,
-                    {"codebook": unwrapped},
-                    {"codebook": optimizer},
-                    {"kind": "cluster", "world_size": world},
-                    keep=train.keep_checkpoints,
-                )
+        checkpoint_if_due(
+            accelerator,
+            out_dir,
+            step,
+            last_step,
+            train,
+            {"codebook": unwrapped},
+            {"codebook": optimizer},
+            {"kind": "cluster", "world_size": world},
+        )
     bar.close()
     log.close()
     accelerator.wait_for_everyone()

@@ -23,9 +23,17 @@ from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.evaluate import iterate_batches
 from semtok.judge import Judge, JudgeConfig
-from semtok.training.checkpoint import load_checkpoint, save_checkpoint
+from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import RunLog, adamw, batch_stream, finish_run, make_accelerator, open_run_dir
+from semtok.training.loop import (
+    RunLog,
+    adamw,
+    batch_stream,
+    checkpoint_if_due,
+    finish_run,
+    make_accelerator,
+    open_run_dir,
+)
 from semtok.training.schedule import warmup_cosine_lr
 
 KIND = "judge"
@@ -188,17 +196,16 @@ def train_judge(
                 loss=f"{values['loss/cross_entropy']:.4f}", top1=f"{values['train/top1_window']:.3f}"
             )
         bar.update(1)
-        if step % train.checkpoint_every == 0 or step == last_step:
-            accelerator.wait_for_everyone()
-            if main:
-                save_checkpoint(
-                    out_dir,
-                    step,
-                    {"model": judge},
-                    {"model": optimizer},
-                    {"kind": KIND, "world_size": world},
-                    keep=train.keep_checkpoints,
-                )
+        checkpoint_if_due(
+            accelerator,
+            out_dir,
+            step,
+            last_step,
+            train,
+            {"model": judge},
+            {"model": optimizer},
+            {"kind": KIND, "world_size": world},
+        )
     bar.close()
     accelerator.wait_for_everyone()
 

@@ -150,6 +150,27 @@ def finish_run(
     return summary
 
 
+def checkpoint_if_due(
+    accelerator: Accelerator,
+    out_dir: Path,
+    step: int,
+    last_step: int,
+    train: TrainConfig,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    info: dict[str, Any],
+) -> None:
+    """Every ``train.checkpoint_every`` steps and at ``last_step``: all processes meet, the main one writes the
+    checkpoint of the (unwrapped) ``modules`` and ``optimizers`` with ``info`` (``kind`` is checked on resume)."""
+    if step % train.checkpoint_every and step != last_step:
+        return
+    from semtok.training.checkpoint import save_checkpoint
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(out_dir, step, modules, optimizers, info, keep=train.keep_checkpoints)
+
+
 def adamw(model: nn.Module, train: TrainConfig) -> torch.optim.AdamW:
     """AdamW with no weight decay on biases, norms, position embeddings (1-D or named *pos_embed*)."""
     decay, no_decay = [], []

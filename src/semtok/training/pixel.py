@@ -29,9 +29,16 @@ from semtok.tokenizers.base import Tokenizer, load_state_checked
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
-from semtok.training.checkpoint import load_checkpoint, save_checkpoint
+from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import RunLog, batch_stream, finish_run, make_accelerator, open_run_dir
+from semtok.training.loop import (
+    RunLog,
+    batch_stream,
+    checkpoint_if_due,
+    finish_run,
+    make_accelerator,
+    open_run_dir,
+)
 from semtok.training.schedule import warmup_cosine_lr
 
 
@@ -216,6 +223,7 @@ def train_pixel(
             "step"
         ]
     generator, discriminator, opt_g, opt_d = accelerator.prepare(generator, discriminator, opt_g, opt_d)
+    checkpointed = {"model": tokenizer, "discriminator": accelerator.unwrap_model(discriminator)}
     last_layer = accelerator.unwrap_model(generator).last_layer
 
     log = RunLog(out_dir, enabled=main)
@@ -299,17 +307,16 @@ def train_pixel(
                 rec=f"{rec.item():.4f}", perc=f"{float(perc.detach()):.3f}", usage=f"{stats['usage']:.2f}"
             )
         bar.update(1)
-        if step % train.checkpoint_every == 0 or step == last_step:
-            accelerator.wait_for_everyone()
-            if main:
-                save_checkpoint(
-                    out_dir,
-                    step,
-                    {"model": tokenizer, "discriminator": accelerator.unwrap_model(discriminator)},
-                    {"model": opt_g, "discriminator": opt_d},
-                    {"kind": kind, "world_size": world},
-                    keep=train.keep_checkpoints,
-                )
+        checkpoint_if_due(
+            accelerator,
+            out_dir,
+            step,
+            last_step,
+            train,
+            checkpointed,
+            {"model": opt_g, "discriminator": opt_d},
+            {"kind": kind, "world_size": world},
+        )
     bar.close()
     log.close()
     accelerator.wait_for_everyone()

@@ -17,9 +17,17 @@ from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.teachers import build_teacher
 from semtok.teachers.base import Teacher, resize_features
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer, cosine_distillation_loss
-from semtok.training.checkpoint import load_checkpoint, save_checkpoint
+from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import RunLog, adamw, batch_stream, finish_run, make_accelerator, open_run_dir
+from semtok.training.loop import (
+    RunLog,
+    adamw,
+    batch_stream,
+    checkpoint_if_due,
+    finish_run,
+    make_accelerator,
+    open_run_dir,
+)
 from semtok.training.schedule import warmup_cosine_lr
 
 
@@ -207,18 +215,16 @@ def train_vqkd(
                 loss=f"{loss_value:.4f}", cos=f"{1 - distill.item():.3f}", usage=f"{stats['usage']:.2f}"
             )
         bar.update(1)
-        if step % train.checkpoint_every == 0 or step == last_step:
-            accelerator.wait_for_everyone()
-            if main:
-                info = {"kind": "vqkd", "per_process_batch": per_process, "world_size": world}
-                save_checkpoint(
-                    out_dir,
-                    step,
-                    {"model": unwrapped},
-                    {"model": optimizer},
-                    info,
-                    keep=train.keep_checkpoints,
-                )
+        checkpoint_if_due(
+            accelerator,
+            out_dir,
+            step,
+            last_step,
+            train,
+            {"model": unwrapped},
+            {"model": optimizer},
+            {"kind": "vqkd", "per_process_batch": per_process, "world_size": world},
+        )
     bar.close()
     log.close()
     accelerator.wait_for_everyone()
