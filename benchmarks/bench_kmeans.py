@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semtok.training.cluster import spherical_kmeans
+from semtok.tokenizers.cluster_build import spherical_kmeans
 
 NUMPY_RATE = """
 import sys, time, numpy as np

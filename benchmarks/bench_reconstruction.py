@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from semtok.config import load_config
-from semtok.evaluate import evaluate_tokenizer
+from semtok.evaluation.tokenizer import evaluate_tokenizer
+from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer
 from semtok.training.checkpoint import latest_checkpoint
-from semtok.training.cluster import ClusterRunConfig, build_cluster_tokenizer
 from semtok.training.cluster_online import ClusterTrainRunConfig, train_cluster_online
 from semtok.training.pixel import RUN_CONFIGS, train_pixel
 from semtok.training.vqkd import VQKDRunConfig, train_vqkd

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from semtok.config import load_config
-from semtok.evaluate import evaluate_tokenizer
+from semtok.evaluation.tokenizer import evaluate_tokenizer
 from semtok.training.vqkd import VQKDRunConfig, train_vqkd
 
 

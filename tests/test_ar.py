@@ -10,12 +10,13 @@ from safetensors.torch import load_file
 from semtok.cli import main
 from semtok.config import load_config
 from semtok.data.token_file import read_token_file, write_token_file
-from semtok.data.tokenize import tokenize_dataset
 from semtok.errors import SemtokError
 from semtok.generators import ARConfig, ARTransformer, SamplingConfig, generate, sample_logits
-from semtok.sample import Generator, read_provenance, write_samples
+from semtok.generators.sampler import Sampler
+from semtok.pipelines.tokenize import tokenize_dataset
 from semtok.tokenizers import FSQConfig, FSQTokenizer
 from semtok.training.ar import ARRunConfig, train_ar
+from semtok.visual.provenance import read_provenance, write_samples
 
 TINY_AR = [
     "model.depth=2",
@@ -194,7 +195,7 @@ def test_tokenize_views_then_sample_with_provenance(fsq_tokenizer, image_folder,
 
     overrides = [*TINY_AR, "train.steps=3", f"data.tokens={two}"]
     train_ar(load_config(ARRunConfig, "ar-mnist", overrides), tmp_path / "ar", progress=False)
-    generator = Generator(tmp_path / "ar")
+    generator = Sampler(tmp_path / "ar")
     settings = SamplingConfig(top_k=5)
     grid = write_samples(
         generator, torch.tensor([0, 1, 1]), tmp_path / "grid.png", settings, 3, 3, 2, tmp_path / "each"
@@ -232,8 +233,8 @@ def test_tokenize_views_then_sample_with_provenance(fsq_tokenizer, image_folder,
 
 
 def test_evaluate_generation_reports_metrics_and_skips(fsq_tokenizer, image_folder, tmp_path, capsys):
-    from semtok.evaluate_generation import evaluate_generation
-    from semtok.judge import Judge, JudgeConfig
+    from semtok.evaluation.generation import evaluate_generation
+    from semtok.evaluation.judge import Judge, JudgeConfig
 
     manifest = tokenize_dataset(
         fsq_tokenizer, str(image_folder), "train", tmp_path / "tokens", progress=False

@@ -5,11 +5,11 @@ import statistics
 
 import pytest
 
-from semtok.bench.report import render_html, render_markdown, results_table
-from semtok.bench.suite import ROWS, SUITES, Stages, collect_row, run_suite
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
-from semtok.evaluate import evenly_spaced
+from semtok.evaluation.common import evenly_spaced
+from semtok.pipelines.report import render_html, render_markdown, results_table
+from semtok.pipelines.suite import ROWS, SUITES, Stages, collect_row, run_suite
 
 
 def test_stages_run_once_and_record_time(tmp_path):

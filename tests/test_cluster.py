@@ -12,7 +12,7 @@ from semtok.config import from_dict, load_config, to_dict
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.tokenizers import ClusterTokenizer, Tokenizer
-from semtok.training.cluster import ClusterRunConfig, build_cluster_tokenizer, reseed_empty_codes
+from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer, reseed_empty_codes
 
 # effnet-lite0 at 64 px input, stride 16 -> a 4x4 grid of 112-d features; 20 train images -> 320 vectors
 TINY_CLUSTER = [
@@ -93,7 +93,7 @@ def test_empty_codes_are_reseeded():
 
 
 def test_pixel_decoder_and_evaluate(image_folder, tmp_path):
-    from semtok.evaluate import evaluate_tokenizer
+    from semtok.evaluation.tokenizer import evaluate_tokenizer
     from semtok.training.pixel import RUN_CONFIGS, train_pixel
 
     build(image_folder, tmp_path / "cluster")
@@ -219,7 +219,7 @@ def test_online_codebook_trains_resumes_and_loads(image_folder, tmp_path):
 
 
 def test_online_reseeds_unused_codes():
-    from semtok.training.cluster_online import OnlineCodebook
+    from semtok.quantizers.online_codebook import OnlineCodebook
 
     codebook = OnlineCodebook(8, 4)
     x = torch.nn.functional.normalize(torch.randn(32, 4), dim=-1)

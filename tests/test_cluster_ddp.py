@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from semtok.training.cluster_online import OnlineCodebook
+from semtok.quantizers.online_codebook import OnlineCodebook
 
 WORLD = 2
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from semtok.cli import main
 from semtok.config import load_config
 from semtok.errors import SemtokError
-from semtok.judge import Judge, JudgeConfig, class_accuracy
+from semtok.evaluation.judge import Judge, JudgeConfig, class_accuracy
 from semtok.training.checkpoint import latest_checkpoint
 from semtok.training.judge import JudgeRunConfig, train_judge
 

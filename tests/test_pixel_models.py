@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from semtok.config import from_dict, to_dict
 from semtok.errors import SemtokError
+from semtok.losses.gan import adaptive_gan_weight, hinge_d_loss, hinge_g_loss
+from semtok.losses.perceptual import build_perceptual_loss
 from semtok.nn.conv import AttentionBlock, ConvDecoder, ConvEncoder, group_norm
-from semtok.nn.discriminator import PatchDiscriminator, adaptive_gan_weight, hinge_d_loss, hinge_g_loss
-from semtok.nn.perceptual import build_perceptual_loss
+from semtok.nn.discriminator import PatchDiscriminator
 from semtok.quantizers import FSQ
 from semtok.tokenizers import (
     CVQConfig,

@@ -91,7 +91,7 @@ def test_decoder_needs_a_feature_tokenizer(image_folder, tmp_path):
 
 def test_evaluate_and_reconstruct_pixel_tokenizer(image_folder, tmp_path):
     from semtok.cli import main
-    from semtok.evaluate import evaluate_tokenizer
+    from semtok.evaluation.tokenizer import evaluate_tokenizer
 
     run(
         "fsq",

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from semtok.errors import SemtokError
-from semtok.plots import (
+from semtok.tokenizers import FSQConfig, FSQTokenizer
+from semtok.visual.plots import (
     DPI,
     code_patches,
     codebook_figure,
@@ -20,7 +21,6 @@ from semtok.plots import (
     plot_training_curves,
     read_log,
 )
-from semtok.tokenizers import FSQConfig, FSQTokenizer
 
 
 def write_log(folder: Path, records: list[dict], tail: str = "") -> Path:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from semtok.cli import main
 from semtok.errors import SemtokError
-from semtok.probe import linear_probe, probe_features, stratified_holdout
+from semtok.evaluation.probe import linear_probe, probe_features, stratified_holdout
 from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
@@ -203,8 +203,8 @@ def test_cli_bad_path_is_one_line(tmp_path: Path):
 
 
 def test_probe_from_token_files_equals_probe_from_images(image_folder, tmp_path):
-    from semtok.data.tokenize import tokenize_dataset
-    from semtok.probe import linear_probe, probe_token_files
+    from semtok.evaluation.probe import linear_probe, probe_token_files
+    from semtok.pipelines.tokenize import tokenize_dataset
 
     torch.manual_seed(0)
     model = FSQTokenizer(FSQConfig(**TINY_CONV, levels=(4, 3, 5))).eval()

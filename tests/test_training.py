@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from semtok.config import load_config
 from semtok.data.token_file import read_token_file
 from semtok.errors import SemtokError
-from semtok.evaluate import evaluate_tokenizer
+from semtok.evaluation.tokenizer import evaluate_tokenizer
 from semtok.tokenizers import Tokenizer
 from semtok.training.checkpoint import latest_checkpoint
 from semtok.training.vqkd import VQKDRunConfig, train_vqkd

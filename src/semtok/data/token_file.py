@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from semtok.errors import SemtokError
-from semtok.tokenizers.base import atomic_write
+from semtok.hub.files import atomic_write
 
 FORMAT = "semtok-tokens"
 

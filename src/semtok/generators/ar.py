@@ -29,7 +29,7 @@ from torch import nn
 
 from semtok.config import from_dict, to_dict
 from semtok.errors import SemtokError
-from semtok.tokenizers.base import atomic_write, load_state_checked
+from semtok.hub.files import atomic_write, load_state_checked
 
 # name -> (depth, width, heads); "medium" is the paper's 24 x 1024 x 16, the others follow LlamaGen's ladder.
 AR_SIZES: dict[str, tuple[int, int, int]] = {

@@ -346,3 +346,9 @@ def create_timm_model(
     with seeded(seed):
         model = timm.create_model(timm_name, pretrained=False, **model_kwargs)
     return model, f"random (seed {seed})"
+
+
+@torch.no_grad()
+def teacher_targets(teacher: Teacher, images_B3HW: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+    """Teacher features resized (bicubic) to the student's token grid: [B, C, h, w] float32."""
+    return resize_features(teacher(images_B3HW), grid_hw)

@@ -1,7 +1,7 @@
 """Tokenizers behind one interface; importing this package registers every kind for from_pretrained."""
 
 from semtok.tokenizers.base import Tokenizer
-from semtok.tokenizers.cluster import ClusterCodebook, ClusterConfig, ClusterTokenizer
+from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
@@ -9,7 +9,6 @@ from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANT
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer
 
 __all__ = [
-    "ClusterCodebook",
     "ClusterConfig",
     "ClusterTokenizer",
     "CVQConfig",

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,9 +17,8 @@ from torch import nn
 
 from semtok.config import from_dict, to_dict
 from semtok.errors import SemtokError
+from semtok.hub.files import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load_state_checked
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 TOKENIZERS: dict[str, type[Tokenizer]] = {}
 
 
@@ -167,39 +165,6 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """``model.load_state_dict(state)``, but any missing, unexpected or misshapen tensor is one SemtokError."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    misshapen = [
-        f"{k} {list(state[k].shape)} != {list(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or misshapen:
-        detail = "; ".join(
-            f"{name}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
-            for name, items in (("missing", missing), ("unexpected", unexpected), ("shape", misshapen))
-            if items
-        )
-        raise SemtokError(f"{what} ({detail})")
-    model.load_state_dict(state)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``, so a crash never leaves a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _version() -> str:
     from semtok import __version__
 
@@ -208,3 +173,20 @@ def _version() -> str:
 
 def config_replace(config: Any, **changes: Any) -> Any:
     return dataclasses.replace(config, **changes)
+
+
+def resolve_tokenizer_dir(path: str | Path) -> Path:
+    """A run folder (holding ``tokenizer/``) or a tokenizer folder itself -> the tokenizer folder."""
+    path = Path(path)
+    if (path / "tokenizer" / "config.json").exists():
+        return path / "tokenizer"
+    if not path.exists():
+        raise SemtokError(f"'{path}' does not exist: expected a run folder or a tokenizer folder")
+    if not (path / "config.json").exists():
+        raise SemtokError(f"'{path}' holds no tokenizer (no config.json, no tokenizer/config.json)")
+    return path
+
+
+def has_pixel_decoder(tokenizer: Tokenizer) -> bool:
+    """Whether ``tokenizer.decode`` gives images (pixel tokenizers, or feature tokenizers with a pixel decoder)."""
+    return getattr(tokenizer, "pixel_decoder", True) is not None

@@ -2,7 +2,7 @@
 
 images [B, 3, H, W] in [-1, 1] -> teacher -> features [B, C, h, w] -> l2-normalise -> nearest code by cosine
 -> ids [B, h, w]. The codebook [K, C] holds unit-norm centroids of teacher patch features: built offline by
-spherical k-means over stored features (``semtok build cluster``, :mod:`semtok.training.cluster`).
+spherical k-means over stored features (``semtok build cluster``, :mod:`semtok.tokenizers.cluster_build`).
 ``decode_features(ids)`` gives the centroids as a feature map; ``decode(ids)`` gives images once
 `semtok train decoder` has attached a pixel decoder.
 
@@ -17,12 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from semtok.errors import SemtokError
-from semtok.quantizers.kmeans import cluster_sums, nearest_code
-from semtok.quantizers.vector_quantizer import codebook_usage
+from semtok.quantizers.cluster_codebook import ClusterCodebook
 from semtok.teachers import build_teacher
 from semtok.teachers.base import Teacher
 from semtok.tokenizers.base import register_tokenizer
@@ -71,59 +68,6 @@ def build_cluster_teacher(config: ClusterConfig, random_init: bool = False) -> T
     if random_init:  # the registry refuses random_init together with a weights file
         return build_teacher(config.teacher, random_init=True, **options)
     return build_teacher(config.teacher, weights=config.teacher_weights, **options)
-
-
-class ClusterCodebook(nn.Module):
-    """A fixed cosine codebook: ``codebook`` buffer [K, C] fp32 with unit rows.
-
-    Meets the quantizer interface (``forward(z) -> (quantized, ids, aux)``, ``lookup``, ``code_dim``,
-    ``num_codes``); nothing in it trains by gradient.
-    """
-
-    def __init__(self, num_codes: int, code_dim: int, chunk_size: int | None = None) -> None:
-        super().__init__()
-        if num_codes < 1 or code_dim < 1:
-            raise SemtokError(f"codebook num_codes and code_dim must be >= 1, got {num_codes}, {code_dim}")
-        self.num_codes = num_codes
-        self.code_dim = code_dim
-        self.chunk_size = chunk_size
-        self.register_buffer("codebook", F.normalize(torch.randn(num_codes, code_dim), dim=-1))
-
-    def extra_repr(self) -> str:
-        return f"num_codes={self.num_codes}, code_dim={self.code_dim}, distance='cosine'"
-
-    @torch.no_grad()
-    def set_codebook(self, centroids_KC: torch.Tensor) -> None:
-        """Replace the codebook with ``centroids_KC`` [K, C] (l2-normalised here)."""
-        if tuple(centroids_KC.shape) != tuple(self.codebook.shape):
-            raise SemtokError(
-                f"codebook: expected centroids {list(self.codebook.shape)}, got {list(centroids_KC.shape)}"
-            )
-        self.codebook.copy_(F.normalize(centroids_KC.float(), dim=-1))
-
-    @torch.no_grad()
-    def assign(self, features_NC: torch.Tensor) -> torch.Tensor:
-        """Features [N, C] (any scale) -> ids [N] int64 of the nearest code by cosine."""
-        x = F.normalize(features_NC.float(), dim=-1)
-        return nearest_code(x, self.codebook.float(), "cosine", self.chunk_size)
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """``z`` [..., C] -> (code vectors [..., C] fp32, ids z.shape[:-1], aux with ``loss`` (0),
-        ``usage``, ``perplexity`` and ``cosine`` (mean cosine of z to its code))."""
-        if z.shape[-1] != self.code_dim:
-            raise SemtokError(f"codebook expects last dim {self.code_dim}, got shape {tuple(z.shape)}")
-        flat = F.normalize(z.reshape(-1, self.code_dim).float(), dim=-1)
-        ids = nearest_code(flat.detach(), self.codebook.float(), "cosine", self.chunk_size)
-        q = F.embedding(ids, self.codebook.float())
-        counts, _ = cluster_sums(flat.detach(), ids, self.num_codes)
-        aux = {"loss": flat.new_zeros(()), **codebook_usage(counts)}
-        aux["cosine"] = (flat.detach() * q).sum(-1).mean() if flat.numel() else flat.new_zeros(())
-        return q.reshape(z.shape), ids.reshape(z.shape[:-1]), aux
-
-    @torch.no_grad()
-    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
-        """Code vectors for ``ids`` (int64 ``[...]`` in ``[0, K)``): ``[..., C]`` fp32, unit norm."""
-        return F.embedding(ids, self.codebook.float())
 
 
 @register_tokenizer

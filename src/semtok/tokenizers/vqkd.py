@@ -7,14 +7,16 @@ encoder (ViT) -> task head (W -> W -> tanh -> code_dim) -> vector quantizer (cos
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
 from semtok.quantizers.vector_quantizer import VectorQuantizer
+from semtok.teachers import build_teacher
+from semtok.teachers.base import Teacher
 from semtok.tokenizers.base import eval_mode, register_tokenizer
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
@@ -55,6 +57,20 @@ class VQKDConfig:
                 f"config: model.image_size {self.image_size} is not a multiple of model.patch_size {self.patch_size}"
             )
         vit_size(self.encoder)
+
+
+def build_vqkd_teacher(model: VQKDConfig) -> Teacher:
+    """The frozen teacher a VQ-KD config names, at its configured input size and stride."""
+    options: dict[str, Any] = {}
+    if model.teacher_input_size:
+        options["input_size"] = model.teacher_input_size
+    if model.teacher_stride:
+        options["stride"] = model.teacher_stride
+    if model.teacher_random_init:
+        if model.teacher_weights:
+            raise SemtokError("model.teacher_random_init and model.teacher_weights exclude each other")
+        return build_teacher(model.teacher, random_init=True, seed=0, **options)
+    return build_teacher(model.teacher, weights=model.teacher_weights, **options)
 
 
 @register_tokenizer
@@ -144,8 +160,3 @@ class VQKDTokenizer(FeatureTokenizer):
         codes_BND = self.quantizer.lookup(ids_BHW.reshape(B, h * w))
         decoded_BNC = self.decoder(codes_BND, (h, w))
         return decoded_BNC.transpose(1, 2).reshape(B, -1, h, w)
-
-
-def cosine_distillation_loss(decoded_BChw: torch.Tensor, target_BChw: torch.Tensor) -> torch.Tensor:
-    """Mean over tokens of 1 - cos(decoded, target); scalar fp32 in [0, 2]."""
-    return (1.0 - F.cosine_similarity(decoded_BChw.float(), target_BChw.float(), dim=1)).mean()

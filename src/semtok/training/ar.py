@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from semtok.config import to_dict
 from semtok.data.token_file import TokenDataset
 from semtok.errors import SemtokError
 from semtok.generators.ar import ARConfig, ARTransformer
+from semtok.losses.next_token import next_token_loss
 from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import TrainConfig
 from semtok.training.loop import (
@@ -65,11 +65,6 @@ def fill_from_tokens(model: ARConfig, manifest: dict[str, Any], path: str) -> No
             f"config key 'model.grid' is {list(model.grid)} but token file '{path}' has {list(grid)}"
         )
     model.grid = grid
-
-
-def next_token_loss(logits_BNV: torch.Tensor, ids_BN: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy (nats per token) of next-token logits against the ids."""
-    return F.cross_entropy(logits_BNV.reshape(-1, logits_BNV.shape[-1]), ids_BN.reshape(-1))
 
 
 def drop_labels(labels_B: torch.Tensor, null_class: int, p: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from semtok.errors import SemtokError
-from semtok.tokenizers.base import atomic_write, load_state_checked
+from semtok.hub.files import atomic_write, load_state_checked
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

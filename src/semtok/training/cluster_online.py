@@ -23,14 +23,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from semtok.config import to_dict
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.metrics.codebook import code_histogram, codebook_stats
-from semtok.quantizers.kmeans import kmeans, nearest_code
+from semtok.quantizers.online_codebook import OnlineCodebook
 from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer, build_cluster_teacher
 from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
@@ -59,64 +58,6 @@ class ClusterTrainRunConfig:
     codebook: OnlineCodebookConfig = field(default_factory=OnlineCodebookConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(weight_decay=0.0))
     data: DataConfig = field(default_factory=DataConfig)
-
-
-def _world() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-class OnlineCodebook(nn.Module):
-    """A learned codebook ``weight`` [K, C] (codes: its l2-normalised rows) with ``steps_unused`` [K] and
-    ``initialized`` buffers. ``forward(x_NC unit rows) -> (codebook loss, ids [N], counts [K])``."""
-
-    def __init__(self, num_codes: int, code_dim: int, kmeans_iters: int = 10) -> None:
-        super().__init__()
-        self.num_codes, self.code_dim, self.kmeans_iters = num_codes, code_dim, kmeans_iters
-        self.weight = nn.Parameter(F.normalize(torch.randn(num_codes, code_dim), dim=-1))
-        self.register_buffer("steps_unused", torch.zeros(num_codes, dtype=torch.long))
-        self.register_buffer("initialized", torch.tensor(False))
-
-    def codes(self) -> torch.Tensor:
-        return F.normalize(self.weight.float(), dim=-1)
-
-    @torch.no_grad()
-    def initialize(self, x: torch.Tensor) -> None:
-        """k-means (cosine) on rank 0's first batch, broadcast to every process."""
-        centroids, _ = kmeans(x, self.num_codes, self.kmeans_iters, "cosine")
-        if _world() > 1:
-            dist.broadcast(centroids, src=0)
-        self.weight.copy_(centroids)
-        self.initialized.fill_(True)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with torch.autocast(device_type=x.device.type, enabled=False):  # codebook math in fp32
-            x = x.float()
-            codes = self.codes()
-            ids = nearest_code(x, codes.detach(), "cosine")
-            loss = F.mse_loss(F.embedding(ids, codes), x)
-            counts = torch.bincount(ids, minlength=self.num_codes).float()
-        return loss, ids, counts
-
-    @torch.no_grad()
-    def reseed(self, x: torch.Tensor, counts: torch.Tensor, reseed_steps: int) -> int:
-        """Count unused steps (``counts`` all-reduced already) and re-seed codes unused for ``reseed_steps``
-        from random rows of ``x`` (rank 0's rows under several processes); returns how many."""
-        self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
-        if reseed_steps <= 0:
-            return 0
-        dead = (self.steps_unused >= reseed_steps).nonzero().squeeze(1)
-        if dead.numel() == 0 or x.shape[0] == 0:
-            return 0
-        n = x.shape[0]
-        rows = torch.randperm(n, device=x.device)[: dead.numel()]
-        if rows.numel() < dead.numel():
-            rows = torch.randint(n, (dead.numel(),), device=x.device)
-        candidates = x[rows].contiguous()
-        if _world() > 1:
-            dist.broadcast(candidates, src=0)
-        self.weight[dead] = candidates.to(self.weight.dtype)
-        self.steps_unused[dead] = 0
-        return int(dead.numel())
 
 
 def train_cluster_online(

@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 from semtok.config import to_dict
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
-from semtok.evaluate import iterate_batches
-from semtok.judge import Judge, JudgeConfig
+from semtok.evaluation.common import iterate_batches
+from semtok.evaluation.judge import Judge, JudgeConfig
 from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
 from semtok.training.loop import (

@@ -22,10 +22,12 @@ from tqdm.auto import tqdm
 from semtok.config import to_dict
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
+from semtok.hub.files import load_state_checked
+from semtok.losses.gan import adaptive_gan_weight, hinge_d_loss, hinge_g_loss
+from semtok.losses.perceptual import build_perceptual_loss
 from semtok.metrics.codebook import code_histogram, codebook_stats
-from semtok.nn.discriminator import PatchDiscriminator, adaptive_gan_weight, hinge_d_loss, hinge_g_loss
-from semtok.nn.perceptual import build_perceptual_loss
-from semtok.tokenizers.base import Tokenizer, load_state_checked
+from semtok.nn.discriminator import PatchDiscriminator
+from semtok.tokenizers.base import Tokenizer
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
@@ -141,7 +143,7 @@ class DecoderStage(nn.Module):
 
 def attach_pixel_decoder(tokenizer_path: str, decoder: PixelDecoderConfig) -> Tokenizer:
     """Load a feature tokenizer and give it a freshly initialised pixel decoder (its grid and code dim checked)."""
-    from semtok.evaluate import resolve_tokenizer_dir
+    from semtok.tokenizers.base import resolve_tokenizer_dir
 
     if not tokenizer_path:
         raise SemtokError(

@@ -13,10 +13,10 @@ from tqdm.auto import tqdm
 from semtok.config import to_dict
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
+from semtok.losses.distillation import cosine_distillation_loss
 from semtok.metrics.codebook import code_histogram, codebook_stats
-from semtok.teachers import build_teacher
-from semtok.teachers.base import Teacher, resize_features
-from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer, cosine_distillation_loss
+from semtok.teachers.base import Teacher, teacher_targets
+from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer, build_vqkd_teacher
 from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
 from semtok.training.loop import (
@@ -38,26 +38,6 @@ class VQKDRunConfig:
     model: VQKDConfig = field(default_factory=VQKDConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
-
-
-def build_run_teacher(model: VQKDConfig) -> Teacher:
-    """The frozen teacher a VQ-KD config names, at its configured input size and stride."""
-    options: dict[str, Any] = {}
-    if model.teacher_input_size:
-        options["input_size"] = model.teacher_input_size
-    if model.teacher_stride:
-        options["stride"] = model.teacher_stride
-    if model.teacher_random_init:
-        if model.teacher_weights:
-            raise SemtokError("model.teacher_random_init and model.teacher_weights exclude each other")
-        return build_teacher(model.teacher, random_init=True, seed=0, **options)
-    return build_teacher(model.teacher, weights=model.teacher_weights, **options)
-
-
-@torch.no_grad()
-def teacher_targets(teacher: Teacher, images_B3HW: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
-    """Teacher features resized (bicubic) to the student's token grid: [B, C, h, w] float32."""
-    return resize_features(teacher(images_B3HW), grid_hw)
 
 
 @torch.no_grad()
@@ -102,7 +82,7 @@ def train_vqkd(
         raise SemtokError(f"train.batch_size {train.batch_size} is not divisible by the {world} processes")
 
     started = time.time()
-    teacher = build_run_teacher(config.model).to(accelerator.device)
+    teacher = build_vqkd_teacher(config.model).to(accelerator.device)
     model_config = config.model
     if model_config.teacher_dim not in (0, teacher.feature_dim):
         raise SemtokError(

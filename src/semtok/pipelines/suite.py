@@ -113,7 +113,7 @@ def train_tokenizer(row: str, run_dir: Path, budget: Budget, progress: bool) -> 
         config = load_config(VQKDRunConfig, config_name, [*steps, *overrides])
         _train(run_dir, lambda resume: train_vqkd(config, run_dir, resume, progress))
     elif kind == "cluster":
-        from semtok.training.cluster import ClusterRunConfig, build_cluster_tokenizer
+        from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer
 
         build_cluster_tokenizer(
             load_config(ClusterRunConfig, config_name, ["build.keep_features=false", *overrides]),
@@ -140,13 +140,14 @@ def train_decoder(tokenizer_run: Path, run_dir: Path, budget: Budget, progress: 
 
 def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool) -> dict[str, Any]:
     """All stages of one row; returns its results (metrics, seconds per stage)."""
-    from semtok.data.tokenize import tokenize_dataset
-    from semtok.evaluate import evaluate_tokenizer
-    from semtok.evaluate_generation import evaluate_generation
+    from semtok.evaluation.generation import evaluate_generation
+    from semtok.evaluation.probe import probe_token_files
+    from semtok.evaluation.tokenizer import evaluate_tokenizer
+    from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
-    from semtok.probe import probe_token_files
-    from semtok.sample import Generator, write_samples
+    from semtok.pipelines.tokenize import tokenize_dataset
     from semtok.training.ar import ARRunConfig, train_ar
+    from semtok.visual.provenance import write_samples
 
     kind, _, _, ablation = ROWS[row]
     row_dir = out / row
@@ -228,13 +229,13 @@ def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool
                 ),
             ),
         )
-    generator = None
+    sampler = None
     for label in range(10):
         grid = row_dir / "samples" / f"class_{label}.png"
         if not grid.exists():
-            generator = generator or Generator(ar_run)
+            sampler = sampler or Sampler(ar_run)
             labels = torch.full((SAMPLES_PER_CLASS,), label)
-            write_samples(generator, labels, grid, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
+            write_samples(sampler, labels, grid, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
     return collect_row(row, row_dir, seeds)
 
 
@@ -303,7 +304,7 @@ def machine_info() -> dict[str, Any]:
 
 def run_suite(suite: str, out: str | Path, rows: list[str] | None = None, progress: bool = False) -> Path:
     """Run (or continue) a suite into ``out``; writes results.json, report.md and report.html; returns report.md."""
-    from semtok.bench.report import write_report
+    from semtok.pipelines.report import write_report
     from semtok.training.judge import JudgeRunConfig, train_judge
 
     if suite not in SUITES:

@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
-from semtok.evaluate import iterate_batches, resolve_tokenizer_dir
-from semtok.tokenizers.base import Tokenizer
+from semtok.evaluation.common import iterate_batches
+from semtok.tokenizers.base import Tokenizer, resolve_tokenizer_dir
 
 WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 """Candidate L2 penalties (on ``mean cross-entropy + wd / 2 * ||W||^2``) searched on the train hold-out."""

@@ -25,7 +25,7 @@ from torch import nn
 
 from semtok.config import from_dict, to_dict
 from semtok.errors import SemtokError
-from semtok.tokenizers.base import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load_state_checked
+from semtok.hub.files import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load_state_checked
 
 __all__ = ["Judge", "JudgeConfig", "class_accuracy"]
 

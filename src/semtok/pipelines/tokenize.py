@@ -36,8 +36,7 @@ def tokenize_dataset(
     ``augment`` "none" allows only ``views`` 1 (every view would be the same image). Augmentation applies to the
     train split only (as everywhere in semtok).
     """
-    from semtok.evaluate import resolve_tokenizer_dir
-    from semtok.tokenizers.base import Tokenizer
+    from semtok.tokenizers.base import Tokenizer, resolve_tokenizer_dir
 
     if views < 1:
         raise SemtokError(f"--views: expected a positive number of views, got {views}")

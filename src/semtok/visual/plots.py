@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from semtok.errors import SemtokError
-from semtok.tokenizers.base import Tokenizer, atomic_write
+from semtok.hub.files import atomic_write
+from semtok.tokenizers.base import Tokenizer
 
 __all__ = [
     "CodePatches",
@@ -472,7 +473,7 @@ def codebook_picture(
     Returns:
         ``out``.
     """
-    from semtok.evaluate import resolve_tokenizer_dir
+    from semtok.tokenizers.base import resolve_tokenizer_dir
 
     if not tokenizers:
         raise SemtokError("codebook picture: tokenizers is empty; expected {name: tokenizer or run folder}")

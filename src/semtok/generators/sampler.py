@@ -1,21 +1,17 @@
-"""Images from a trained proposal network: sample token grids, decode them with the tokenizer, save traceably.
+"""The sampling interface: a proposal network and the tokenizer that decodes its tokens -> images.
 
-Every file written here carries its provenance (tokenizer, AR model and weights hash, classes, seed, sampling
-settings): PNG files hold it as a ``semtok`` text chunk (JSON), and a ``.json`` sidecar repeats it.
+``Sampler(path).sample(labels, settings, seed)`` gives images and ids; ``provenance`` is what every sample file
+records (:mod:`semtok.visual.provenance` writes them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
-from torchvision.utils import make_grid
 
 from semtok.errors import SemtokError
 from semtok.generators.ar import CONFIG_FILE, WEIGHTS_FILE, ARTransformer
@@ -38,7 +34,7 @@ def resolve_ar_dir(path: str | Path) -> Path:
     return path
 
 
-class Generator:
+class Sampler:
     """An AR model and the tokenizer that decodes its tokens, loaded from an AR run or model folder.
 
     ``tokenizer``: another tokenizer folder to decode with (default: the one recorded at training time); it must
@@ -46,7 +42,7 @@ class Generator:
     """
 
     def __init__(self, path: str | Path, tokenizer: str | Path | None = None) -> None:
-        from semtok.evaluate import has_pixel_decoder, resolve_tokenizer_dir
+        from semtok.tokenizers.base import has_pixel_decoder, resolve_tokenizer_dir
 
         self.ar_dir = resolve_ar_dir(path)
         self.model, self.meta = ARTransformer.from_pretrained(self.ar_dir)
@@ -129,73 +125,3 @@ class Generator:
             "sampling": dataclasses.asdict(sampling),
             **fields,
         }
-
-
-def save_png(
-    images_B3HW: torch.Tensor,
-    path: str | Path,
-    provenance: dict[str, Any],
-    per_row: int = 8,
-    sidecar: bool = True,
-) -> Path:
-    """Write images in [-1, 1] as one PNG grid (``per_row`` across) with ``provenance`` inside (text chunk
-    ``semtok``) and, with ``sidecar``, beside it (``PATH.json``)."""
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise SemtokError(
-            f"--out '{path}': sample files are written as .png (they carry their provenance inside)"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid = make_grid((images_B3HW.float().clamp(-1, 1) + 1) / 2, nrow=per_row, padding=2, pad_value=1.0)
-    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    text = json.dumps(provenance)
-    info = PngInfo()
-    info.add_text("semtok", text)
-    Image.fromarray(array).save(path, pnginfo=info)
-    if sidecar:
-        path.with_suffix(".json").write_text(json.dumps(provenance, indent=2))
-    return path
-
-
-def read_provenance(path: str | Path) -> dict[str, Any]:
-    """The provenance a sample PNG written by :func:`save_png` carries."""
-    with Image.open(path) as image:
-        text = image.info.get("semtok")
-    if text is None:
-        raise SemtokError(f"'{path}' carries no semtok provenance")
-    return json.loads(text)
-
-
-def write_samples(
-    generator: Generator,
-    labels_B: torch.Tensor,
-    out: str | Path,
-    sampling: SamplingConfig,
-    seed: int = 0,
-    per_row: int = 8,
-    batch_size: int = 64,
-    images_dir: str | Path | None = None,
-    progress: bool = False,
-) -> Path:
-    """Sample one image per label, save the grid to ``out`` (rows of ``per_row``), and with ``images_dir`` every
-    image as its own PNG (``NNNNN_classC.png``), each recording its class, index and the shared provenance."""
-    images, _ = generator.sample(labels_B, sampling, seed, batch_size, progress)
-    labels = [int(v) for v in labels_B]
-    names = generator.class_names
-    provenance = generator.provenance(
-        sampling,
-        seed,
-        batch_size,
-        classes=labels,
-        class_names=[names[v] if v < len(names) else str(v) for v in labels],
-        layout=f"row-major grid, {per_row} per row, in the order of 'classes'",
-    )
-    path = save_png(images, out, provenance, per_row=per_row)
-    if images_dir is not None:
-        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
-            single = {**provenance, "classes": [label], "index": index, "layout": "one image"}
-            single.pop("class_names")
-            save_png(
-                image[None], Path(images_dir) / f"{index:05d}_class{label}.png", single, 1, sidecar=False
-            )
-    return path

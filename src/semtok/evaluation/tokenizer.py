@@ -8,53 +8,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from semtok.data import build_dataset
-from semtok.errors import SemtokError
+from semtok.evaluation.common import evenly_spaced, iterate_batches
 from semtok.metrics.codebook import code_histogram, codebook_stats
-from semtok.tokenizers.base import Tokenizer
-
-
-def resolve_tokenizer_dir(path: str | Path) -> Path:
-    """A run folder (holding ``tokenizer/``) or a tokenizer folder itself -> the tokenizer folder."""
-    path = Path(path)
-    if (path / "tokenizer" / "config.json").exists():
-        return path / "tokenizer"
-    if not path.exists():
-        raise SemtokError(f"'{path}' does not exist: expected a run folder or a tokenizer folder")
-    if not (path / "config.json").exists():
-        raise SemtokError(f"'{path}' holds no tokenizer (no config.json, no tokenizer/config.json)")
-    return path
-
-
-def iterate_batches(dataset: Any, batch_size: int, show: bool, desc: str):
-    """(images [B,3,H,W], labels [B]) batches of a dataset in index order."""
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not show, leave=False):
-        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
-        yield torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
-
-
-def evenly_spaced(dataset: Any, limit: int | None) -> Any:
-    """``limit`` items of ``dataset`` at evenly spaced indices ``floor(i * N / limit)`` (all of it for None or
-    ``limit >= N``); class-sorted splits keep every class."""
-    if limit is None or limit >= len(dataset):
-        return dataset
-    if limit <= 0:
-        raise SemtokError(f"limit: expected a positive number of images, got {limit}")
-    subset = torch.utils.data.Subset(dataset, [i * len(dataset) // limit for i in range(limit)])
-    for name in ("num_classes", "class_names"):
-        if hasattr(dataset, name):
-            setattr(subset, name, getattr(dataset, name))
-    labels = getattr(dataset, "labels", None)
-    if labels is not None:
-        subset.labels = torch.as_tensor(labels)[subset.indices]
-    return subset
-
-
-def has_pixel_decoder(tokenizer: Tokenizer) -> bool:
-    """Whether ``tokenizer.decode`` gives images (pixel tokenizers, or feature tokenizers with a pixel decoder)."""
-    return getattr(tokenizer, "pixel_decoder", True) is not None
+from semtok.teachers.base import teacher_targets
+from semtok.tokenizers.base import Tokenizer, has_pixel_decoder, resolve_tokenizer_dir
 
 
 @torch.no_grad()
@@ -94,12 +53,12 @@ def evaluate_tokenizer(
     }
     teacher = None
     if tokenizer.kind == "vqkd":
-        from semtok.training.vqkd import build_run_teacher
+        from semtok.tokenizers.vqkd import build_vqkd_teacher
 
         config = tokenizer.config
         if teacher_weights is not None:
             config.teacher_weights = teacher_weights
-        teacher = build_run_teacher(config)
+        teacher = build_vqkd_teacher(config)
         results["teacher"] = config.teacher
     elif tokenizer.kind == "cluster":
         results["teacher"] = tokenizer.config.teacher  # its own frozen copy, inside the tokenizer folder
@@ -129,8 +88,6 @@ def evaluate_tokenizer(
             ids = tokenizer.encode(images)
         counts += code_histogram(ids, tokenizer.num_codes)
         if teacher is not None:
-            from semtok.training.vqkd import teacher_targets
-
             decoded = tokenizer.decode_features(ids)
             cosine = F.cosine_similarity(
                 decoded.float(), teacher_targets(teacher, images, tokenizer.grid_size), dim=1
@@ -195,18 +152,3 @@ def reconstruction_fid(
         "fid_extractor": extractor.extractor_id,
         "fid_reference": f"{data} {split} originals ({len(dataset)} images, {image_size} px)",
     }
-
-
-def format_table(results: dict[str, Any]) -> str:
-    """A two-column markdown table of the scalar results."""
-    rows = ["| metric | value |", "|---|---|"]
-    for key, value in results.items():
-        if isinstance(value, float):
-            value = f"{value:.4f}"
-        rows.append(f"| {key} | {value} |")
-    return "\n".join(rows)
-
-
-def write_json(results: dict[str, Any], path: Path) -> Path:
-    path.write_text(json.dumps(results, indent=2))
-    return path

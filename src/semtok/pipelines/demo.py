@@ -48,15 +48,16 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
     ``steps``: train every stage for this many steps (default: each config's own); ``fid``: False skips the
     Inception metrics (rFID, gFID, precision/recall), the slowest part on a CPU.
     """
-    from semtok.data.tokenize import tokenize_dataset
-    from semtok.evaluate import evaluate_tokenizer
-    from semtok.evaluate_generation import evaluate_generation
+    from semtok.evaluation.generation import evaluate_generation
+    from semtok.evaluation.tokenizer import evaluate_tokenizer
+    from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
-    from semtok.sample import Generator, write_samples
+    from semtok.pipelines.tokenize import tokenize_dataset
     from semtok.training.ar import ARRunConfig, train_ar
     from semtok.training.judge import JudgeRunConfig, train_judge
     from semtok.training.pixel import DecoderRunConfig, train_pixel
     from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+    from semtok.visual.provenance import write_samples
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,13 +131,13 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
     )
 
     sampling = SamplingConfig()  # the paper's: T 1.0, top-k 600, top-p 0.92, CFG 1.75
-    generator = Generator(out / "ar")
+    sampler = Sampler(out / "ar")
     grids = []
-    for label in range(generator.num_classes):
+    for label in range(sampler.num_classes):
         path = out / "samples" / f"class_{label}.png"
         if not path.exists():
             labels = torch.full((SAMPLES_PER_CLASS,), label)
-            write_samples(generator, labels, path, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
+            write_samples(sampler, labels, path, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
         grids.append(path)
     print("evaluate: generation (one sample per val label)", flush=True)
     generation: dict[str, Any] = {}
@@ -173,7 +174,7 @@ def write_report(
 ) -> Path:
     """``OUT/report.md``: the metrics table, the reconstruction grid and one sample grid per class."""
     from semtok.tokenizers.base import Tokenizer
-    from semtok.visualize import reconstruction_grid, save_grid
+    from semtok.visual.grids import reconstruction_grid, save_grid
 
     tokenizer = Tokenizer.from_pretrained(out / "decoder" / "tokenizer")
     from semtok.data import build_dataset

@@ -92,9 +92,9 @@ def stack_images(paths: list[Path], out: Path) -> Path:
 def figures(out: Path, results: dict[str, Any]) -> list[Block]:
     """Reconstruction grids, sample grids (a row of 8 per class), training curves, the codebook picture."""
     from semtok.data import build_dataset
-    from semtok.plots import codebook_picture, plot_training_curves
     from semtok.tokenizers.base import Tokenizer
-    from semtok.visualize import reconstruction_grid, save_grid
+    from semtok.visual.grids import reconstruction_grid, save_grid
+    from semtok.visual.plots import codebook_picture, plot_training_curves
 
     fig_dir = out / "figures"
     blocks: list[Block] = [("h2", "Reconstructions (rows: val originals, then their reconstructions)")]

@@ -20,8 +20,8 @@ import torch
 
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
+from semtok.generators.sampler import Sampler
 from semtok.generators.sampling import SamplingConfig
-from semtok.sample import Generator
 
 
 def dataset_labels(dataset: Any) -> torch.Tensor:
@@ -52,32 +52,32 @@ def evaluate_generation(
     write a grid of the first 64 samples there (PNG with provenance). ``limit``: only the labels of an evenly spaced
     subset of that many reference images (and that subset as the reference).
     """
-    from semtok.evaluate import evenly_spaced, iterate_batches
+    from semtok.evaluation.common import evenly_spaced, iterate_batches
     from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance
     from semtok.metrics.fid import reference_features
     from semtok.metrics.inception_score import inception_score_report
     from semtok.metrics.precision_recall import precision_recall
 
     sampling = sampling or SamplingConfig()
-    generator = Generator(path, tokenizer)
-    data = data or (generator.meta.get("data") or {}).get("dataset")
+    sampler = Sampler(path, tokenizer)
+    data = data or (sampler.meta.get("data") or {}).get("dataset")
     if not data:
-        raise SemtokError(f"'{generator.ar_dir}' does not record its data set: pass --data")
-    image_size = generator.tokenizer.config.image_size
+        raise SemtokError(f"'{sampler.ar_dir}' does not record its data set: pass --data")
+    image_size = sampler.tokenizer.config.image_size
     dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
     labels = dataset_labels(dataset)
-    if generator.num_classes > 0:
+    if sampler.num_classes > 0:
         if int(labels.min()) < 0:
             raise SemtokError(
                 f"data set '{data}' ({split}) is unlabelled but the AR model is class-conditional"
             )
-        if int(labels.max()) >= generator.num_classes:
+        if int(labels.max()) >= sampler.num_classes:
             raise SemtokError(
                 f"data set '{data}' ({split}) has label {int(labels.max())}, the AR model only "
-                f"{generator.num_classes} classes"
+                f"{sampler.num_classes} classes"
             )
     started = time.time()
-    images, _ = generator.sample(labels, sampling, seed, batch_size, progress)
+    images, _ = sampler.sample(labels, sampling, seed, batch_size, progress)
     sample_seconds = time.time() - started
 
     extractor = InceptionFeatures(weights=inception_weights)
@@ -99,9 +99,9 @@ def evaluate_generation(
     mu, sigma = feature_stats(features)
     mu_ref, sigma_ref = feature_stats(reference)
     results: dict[str, Any] = {
-        "ar_model": str(generator.ar_dir),
-        "tokenizer": str(generator.tokenizer_dir),
-        "tokenizer_kind": generator.tokenizer.kind,
+        "ar_model": str(sampler.ar_dir),
+        "tokenizer": str(sampler.tokenizer_dir),
+        "tokenizer_kind": sampler.tokenizer.kind,
         "data": str(data),
         "split": split,
         "samples": int(images.shape[0]),
@@ -116,13 +116,13 @@ def evaluate_generation(
         "fid_reference": f"{data} {split} images ({len(dataset)} images, {image_size} px)",
     }
     results.update(inception_score_report(logits))
-    if judge is not None and generator.num_classes > 0:
-        from semtok.judge import Judge, class_accuracy, resolve_judge_dir
+    if judge is not None and sampler.num_classes > 0:
+        from semtok.evaluation.judge import Judge, class_accuracy, resolve_judge_dir
 
         judge_model = Judge.from_pretrained(judge)
-        if judge_model.num_classes != generator.num_classes:
+        if judge_model.num_classes != sampler.num_classes:
             raise SemtokError(
-                f"--judge '{judge}' knows {judge_model.num_classes} classes, the AR model {generator.num_classes}"
+                f"--judge '{judge}' knows {judge_model.num_classes} classes, the AR model {sampler.num_classes}"
             )
         results["class_accuracy"] = class_accuracy(judge_model, images, labels)
         results["judge"] = str(resolve_judge_dir(judge))
@@ -134,9 +134,9 @@ def evaluate_generation(
         )
         results["class_accuracy_skipped"] = reason
     if samples_out is not None:
-        from semtok.sample import save_png
+        from semtok.visual.provenance import save_png
 
         first = min(64, images.shape[0])
-        provenance = generator.provenance(sampling, seed, batch_size, classes=labels[:first].tolist())
+        provenance = sampler.provenance(sampling, seed, batch_size, classes=labels[:first].tolist())
         results["samples_grid"] = str(save_png(images[:first], samples_out, provenance))
     return results

@@ -1,0 +1,54 @@
+"""Helpers every evaluation shares: batches in index order, evenly spaced subsets, tables and JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from semtok.errors import SemtokError
+
+
+def iterate_batches(
+    dataset: Any, batch_size: int, show: bool, desc: str
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images [B,3,H,W], labels [B]) batches of a dataset in index order."""
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not show, leave=False):
+        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+        yield torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
+
+
+def evenly_spaced(dataset: Any, limit: int | None) -> Any:
+    """``limit`` items of ``dataset`` at evenly spaced indices ``floor(i * N / limit)`` (all of it for None or
+    ``limit >= N``); class-sorted splits keep every class."""
+    if limit is None or limit >= len(dataset):
+        return dataset
+    if limit <= 0:
+        raise SemtokError(f"limit: expected a positive number of images, got {limit}")
+    subset = torch.utils.data.Subset(dataset, [i * len(dataset) // limit for i in range(limit)])
+    for name in ("num_classes", "class_names"):
+        if hasattr(dataset, name):
+            setattr(subset, name, getattr(dataset, name))
+    labels = getattr(dataset, "labels", None)
+    if labels is not None:
+        subset.labels = torch.as_tensor(labels)[subset.indices]
+    return subset
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A two-column markdown table of the scalar results."""
+    rows = ["| metric | value |", "|---|---|"]
+    for key, value in results.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        rows.append(f"| {key} | {value} |")
+    return "\n".join(rows)
+
+
+def write_json(results: dict[str, Any], path: Path) -> Path:
+    path.write_text(json.dumps(results, indent=2))
+    return path

@@ -1,0 +1,1 @@
+"""Losses: feature distillation, pixel reconstruction (perceptual, GAN), next-token."""

@@ -1,0 +1,1 @@
+"""Visual output: image grids, plots, sample files with their provenance."""

@@ -1,0 +1,87 @@
+"""Sample files that carry their provenance (tokenizer, AR model and weights hash, classes, seed, sampling
+settings): PNG files hold it as a ``semtok`` text chunk (JSON), and a ``.json`` sidecar repeats it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from torchvision.utils import make_grid
+
+from semtok.errors import SemtokError
+from semtok.generators.sampler import Sampler
+from semtok.generators.sampling import SamplingConfig
+
+
+def save_png(
+    images_B3HW: torch.Tensor,
+    path: str | Path,
+    provenance: dict[str, Any],
+    per_row: int = 8,
+    sidecar: bool = True,
+) -> Path:
+    """Write images in [-1, 1] as one PNG grid (``per_row`` across) with ``provenance`` inside (text chunk
+    ``semtok``) and, with ``sidecar``, beside it (``PATH.json``)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise SemtokError(
+            f"--out '{path}': sample files are written as .png (they carry their provenance inside)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = make_grid((images_B3HW.float().clamp(-1, 1) + 1) / 2, nrow=per_row, padding=2, pad_value=1.0)
+    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    text = json.dumps(provenance)
+    info = PngInfo()
+    info.add_text("semtok", text)
+    Image.fromarray(array).save(path, pnginfo=info)
+    if sidecar:
+        path.with_suffix(".json").write_text(json.dumps(provenance, indent=2))
+    return path
+
+
+def read_provenance(path: str | Path) -> dict[str, Any]:
+    """The provenance a sample PNG written by :func:`save_png` carries."""
+    with Image.open(path) as image:
+        text = image.info.get("semtok")
+    if text is None:
+        raise SemtokError(f"'{path}' carries no semtok provenance")
+    return json.loads(text)
+
+
+def write_samples(
+    sampler: Sampler,
+    labels_B: torch.Tensor,
+    out: str | Path,
+    sampling: SamplingConfig,
+    seed: int = 0,
+    per_row: int = 8,
+    batch_size: int = 64,
+    images_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Path:
+    """Sample one image per label, save the grid to ``out`` (rows of ``per_row``), and with ``images_dir`` every
+    image as its own PNG (``NNNNN_classC.png``), each recording its class, index and the shared provenance."""
+    images, _ = sampler.sample(labels_B, sampling, seed, batch_size, progress)
+    labels = [int(v) for v in labels_B]
+    names = sampler.class_names
+    provenance = sampler.provenance(
+        sampling,
+        seed,
+        batch_size,
+        classes=labels,
+        class_names=[names[v] if v < len(names) else str(v) for v in labels],
+        layout=f"row-major grid, {per_row} per row, in the order of 'classes'",
+    )
+    path = save_png(images, out, provenance, per_row=per_row)
+    if images_dir is not None:
+        for index, (image, label) in enumerate(zip(images, labels, strict=True)):
+            single = {**provenance, "classes": [label], "index": index, "layout": "one image"}
+            single.pop("class_names")
+            save_png(
+                image[None], Path(images_dir) / f"{index:05d}_class{label}.png", single, 1, sidecar=False
+            )
+    return path
