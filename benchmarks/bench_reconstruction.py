@@ -21,10 +21,11 @@ import torch
 from semtok.config import load_config
 from semtok.evaluation.tokenizer import evaluate_tokenizer
 from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer
+from semtok.training import train
 from semtok.training.checkpoint import latest_checkpoint
-from semtok.training.cluster_online import ClusterTrainRunConfig, train_cluster_online
-from semtok.training.pixel import RUN_CONFIGS, train_pixel
-from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+from semtok.training.cluster_online import ClusterTrainRunConfig
+from semtok.training.pixel import RUN_CONFIGS
+from semtok.training.vqkd import VQKDRunConfig
 
 
 def timed_stage(run: Path, train) -> float:
@@ -53,18 +54,18 @@ def main() -> None:
     rows = []
     for kind in ("vqgan", "fsq", "cvq"):
         config = load_config(RUN_CONFIGS[kind], f"{kind}-mnist", args.overrides)
-        seconds = timed_stage(out / kind, lambda resume, k=kind, c=config: train_pixel(k, c, out / k, resume))
+        seconds = timed_stage(out / kind, lambda resume, k=kind, c=config: train(k, c, out / k, resume))
         rows.append((kind, f"{kind}-mnist", out / kind, seconds, config.train.steps))
 
     cluster_config = load_config(ClusterRunConfig, "cluster-mnist")
     online_config = load_config(ClusterTrainRunConfig, "cluster-online-mnist")
     vqkd_config = load_config(VQKDRunConfig, "vqkd-mnist", args.overrides)
-    vqkd_seconds = timed_stage(out / "vqkd", lambda resume: train_vqkd(vqkd_config, out / "vqkd", resume))
+    vqkd_seconds = timed_stage(out / "vqkd", lambda resume: train("vqkd", vqkd_config, out / "vqkd", resume))
     decoder_config = load_config(
         RUN_CONFIGS["decoder"], "decoder-vqkd-mnist", [f"tokenizer={out / 'vqkd'}", *args.overrides]
     )
     decoder_seconds = timed_stage(
-        out / "decoder", lambda resume: train_pixel("decoder", decoder_config, out / "decoder", resume)
+        out / "decoder", lambda resume: train("decoder", decoder_config, out / "decoder", resume)
     )
     rows.append(
         (
@@ -85,7 +86,7 @@ def main() -> None:
         (
             "cluster (online)",
             "cluster-online",
-            lambda resume: train_cluster_online(online_config, out / "cluster-online", resume),
+            lambda resume: train("cluster", online_config, out / "cluster-online", resume),
         ),
     ):
         build_seconds = timed_stage(out / stage, build)
@@ -93,9 +94,7 @@ def main() -> None:
             RUN_CONFIGS["decoder"], "decoder-vqkd-mnist", [f"tokenizer={out / stage}", *args.overrides]
         )
         run = out / f"{stage}-decoder"
-        decoder_seconds = timed_stage(
-            run, lambda resume, c=decoder, r=run: train_pixel("decoder", c, r, resume)
-        )
+        decoder_seconds = timed_stage(run, lambda resume, c=decoder, r=run: train("decoder", c, r, resume))
         rows.append(
             (
                 name,

@@ -18,7 +18,8 @@ import torch
 
 from semtok.config import load_config
 from semtok.evaluation.tokenizer import evaluate_tokenizer
-from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+from semtok.training import train
+from semtok.training.vqkd import VQKDRunConfig
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     config = load_config(VQKDRunConfig, "vqkd-mnist", args.overrides)
     started = time.time()
-    train_vqkd(config, out, progress=True)
+    train("vqkd", config, out, progress=True)
     train_seconds = time.time() - started
     results = evaluate_tokenizer(out, "mnist5k", "val", progress=False)
     row = {

@@ -15,7 +15,8 @@ from semtok.generators import ARConfig, ARTransformer, SamplingConfig, generate,
 from semtok.generators.sampler import Sampler
 from semtok.pipelines.tokenize import tokenize_dataset
 from semtok.tokenizers import FSQConfig, FSQTokenizer
-from semtok.training.ar import ARRunConfig, train_ar
+from semtok.training import train
+from semtok.training.ar import ARRunConfig
 from semtok.visual.provenance import read_provenance, write_samples
 
 TINY_AR = [
@@ -135,7 +136,7 @@ def test_train_ar_learns_resumes_exactly_and_saves(tmp_path):
             f"data.val_tokens={manifest}",
         ]
         overrides.append("train.lr=3e-3")
-        return train_ar(load_config(ARRunConfig, "ar-mnist", overrides), out, progress=False, **kwargs)
+        return train("ar", load_config(ARRunConfig, "ar-mnist", overrides), out, progress=False, **kwargs)
 
     straight = run(tmp_path / "straight", 10)
     assert run(tmp_path / "split", 10, stop_at=5)["stopped_at_step"] == 5
@@ -156,11 +157,11 @@ def test_train_ar_learns_resumes_exactly_and_saves(tmp_path):
 
 def test_train_ar_errors(tmp_path):
     with pytest.raises(SemtokError, match="token file"):
-        train_ar(load_config(ARRunConfig, "ar-mnist", TINY_AR), tmp_path / "x", progress=False)
+        train("ar", load_config(ARRunConfig, "ar-mnist", TINY_AR), tmp_path / "x", progress=False)
     manifest, _ = pattern_tokens(tmp_path / "tokens")
     bad = [*TINY_AR, f"data.tokens={manifest}", "model.vocab_size=99"]
     with pytest.raises(SemtokError, match="model.vocab_size"):
-        train_ar(load_config(ARRunConfig, "ar-mnist", bad), tmp_path / "y", progress=False)
+        train("ar", load_config(ARRunConfig, "ar-mnist", bad), tmp_path / "y", progress=False)
 
 
 @pytest.fixture
@@ -194,7 +195,7 @@ def test_tokenize_views_then_sample_with_provenance(fsq_tokenizer, image_folder,
         tokenize_dataset(fsq_tokenizer, str(image_folder), "train", tmp_path / "x", views=2, progress=False)
 
     overrides = [*TINY_AR, "train.steps=3", f"data.tokens={two}"]
-    train_ar(load_config(ARRunConfig, "ar-mnist", overrides), tmp_path / "ar", progress=False)
+    train("ar", load_config(ARRunConfig, "ar-mnist", overrides), tmp_path / "ar", progress=False)
     generator = Sampler(tmp_path / "ar")
     settings = SamplingConfig(top_k=5)
     grid = write_samples(
@@ -239,7 +240,8 @@ def test_evaluate_generation_reports_metrics_and_skips(fsq_tokenizer, image_fold
     manifest = tokenize_dataset(
         fsq_tokenizer, str(image_folder), "train", tmp_path / "tokens", progress=False
     )
-    train_ar(
+    train(
+        "ar",
         load_config(ARRunConfig, "ar-mnist", [*TINY_AR, "train.steps=2", f"data.tokens={manifest}"]),
         tmp_path / "ar",
         progress=False,

@@ -94,7 +94,8 @@ def test_empty_codes_are_reseeded():
 
 def test_pixel_decoder_and_evaluate(image_folder, tmp_path):
     from semtok.evaluation.tokenizer import evaluate_tokenizer
-    from semtok.training.pixel import RUN_CONFIGS, train_pixel
+    from semtok.training import train
+    from semtok.training.pixel import RUN_CONFIGS
 
     build(image_folder, tmp_path / "cluster")
     results = evaluate_tokenizer(tmp_path / "cluster", str(image_folder), "val", progress=False)
@@ -119,7 +120,7 @@ def test_pixel_decoder_and_evaluate(image_folder, tmp_path):
         f"data.dataset={image_folder}",
     ]
     config = load_config(RUN_CONFIGS["decoder"], "decoder-vqkd-mnist", overrides)
-    train_pixel("decoder", config, tmp_path / "dec", progress=False)
+    train("decoder", config, tmp_path / "dec", progress=False)
     before = load_file(str(tmp_path / "cluster" / "tokenizer" / "model.safetensors"))
     tokenizer = Tokenizer.from_pretrained(tmp_path / "dec" / "tokenizer")
     after = tokenizer.state_dict()
@@ -184,7 +185,8 @@ def test_cluster_configs():
 
 
 def test_online_codebook_trains_resumes_and_loads(image_folder, tmp_path):
-    from semtok.training.cluster_online import ClusterTrainRunConfig, train_cluster_online
+    from semtok.training import train
+    from semtok.training.cluster_online import ClusterTrainRunConfig
 
     overrides = [
         *[o for o in TINY_CLUSTER if not o.startswith("build.")],
@@ -198,7 +200,7 @@ def test_online_codebook_trains_resumes_and_loads(image_folder, tmp_path):
 
     def run(out, **kwargs):
         config = load_config(ClusterTrainRunConfig, "cluster-online-mnist", overrides)
-        return train_cluster_online(config, out, progress=False, **kwargs)
+        return train("cluster", config, out, progress=False, **kwargs)
 
     summary = run(tmp_path / "straight")
     assert summary["final_losses"]["cosine"] > 0 and summary["codes_reseeded_this_session"] >= 0

@@ -23,7 +23,7 @@ from semtok.data import (
     to_rgb,
 )
 from semtok.errors import SemtokError
-from semtok.training.loop import batch_stream, epoch_batches
+from semtok.training.batches import batch_stream, epoch_batches
 
 # ---------------------------------------------------------------- MNIST-5k
 
@@ -400,7 +400,7 @@ def test_build_dataset_mnist():
     assert not val.is_random and len(val) == 500
 
 
-# ---------------------------------------------------------------- batch order (training/loop.py)
+# ---------------------------------------------------------------- batch order (training/batches.py)
 
 
 def test_epoch_batches_deterministic_and_sharded():

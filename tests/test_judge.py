@@ -15,8 +15,9 @@ from semtok.cli import main
 from semtok.config import load_config
 from semtok.errors import SemtokError
 from semtok.evaluation.judge import Judge, JudgeConfig, class_accuracy
+from semtok.training import train
 from semtok.training.checkpoint import latest_checkpoint
-from semtok.training.judge import JudgeRunConfig, train_judge
+from semtok.training.judge import JudgeRunConfig
 
 CLASSES = ("flat", "horizontal", "vertical")  # sorted: the folder labels are in this order
 TINY = [
@@ -60,7 +61,9 @@ def stripes_folder(tmp_path: Path) -> Path:
 
 
 def run(overrides: list[str], out: Path, **kwargs) -> dict:
-    return train_judge(load_config(JudgeRunConfig, "judge-mnist", overrides), out, progress=False, **kwargs)
+    return train(
+        "judge", load_config(JudgeRunConfig, "judge-mnist", overrides), out, progress=False, **kwargs
+    )
 
 
 def test_trained_judge_classifies_separable_data(stripes_folder: Path, tmp_path: Path):
@@ -125,7 +128,7 @@ def test_resume_is_exact(stripes_folder: Path, tmp_path: Path):
         assert torch.equal(straight[key], split[key]), key
     halfway = load_file(str(tmp_path / "split" / "checkpoints" / "step_00000002" / "model.safetensors"))
     assert not torch.equal(halfway["head.weight"], straight["head.weight"])  # steps 3 and 4 changed it
-    with pytest.raises(SemtokError, match="--resume"):
+    with pytest.raises(SemtokError, match="resume=True"):
         run(sets, tmp_path / "straight")
 
 
@@ -198,7 +201,7 @@ def test_cli_train_judge(stripes_folder: Path, tmp_path: Path, capsys):
         (["--teacher", "effnet-lite0"], "not `train judge`"),
         (["--set", "model.widht=3"], "'model.widht' is unknown"),
         (["--set", "data.augment=rotate"], "data.augment"),
-        (["--resume"], "no checkpoint"),
+        (["--stop-at", "0"], "--stop-at"),
         (["--data", "{tmp}/no-such-dir"], "no-such-dir"),
     ],
 )

@@ -7,8 +7,9 @@ from safetensors.torch import load_file
 from semtok.config import load_config
 from semtok.errors import SemtokError
 from semtok.tokenizers import Tokenizer
-from semtok.training.pixel import RUN_CONFIGS, train_pixel
-from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+from semtok.training import train
+from semtok.training.pixel import RUN_CONFIGS
+from semtok.training.vqkd import VQKDRunConfig
 
 TINY_CONV = [
     "model.channels=16",
@@ -29,7 +30,7 @@ TINY_CONV = [
 
 def run(kind, overrides, out, **kwargs):
     config = load_config(RUN_CONFIGS[kind], f"{kind}-mnist", overrides)
-    return train_pixel(kind, config, out, progress=False, **kwargs)
+    return train(kind, config, out, progress=False, **kwargs)
 
 
 @pytest.mark.parametrize("kind, extra", [("vqgan", ["model.num_codes=32"]), ("fsq", ["model.levels=[4, 4]"])])
@@ -51,8 +52,11 @@ def test_baseline_trains_with_gan_and_resumes_exactly(kind, extra, image_folder,
 
 
 def test_pixel_decoder_for_vqkd(tiny_vqkd_overrides, image_folder, tmp_path):
-    train_vqkd(
-        load_config(VQKDRunConfig, "vqkd-mnist", tiny_vqkd_overrides), tmp_path / "vqkd", progress=False
+    train(
+        "vqkd",
+        load_config(VQKDRunConfig, "vqkd-mnist", tiny_vqkd_overrides),
+        tmp_path / "vqkd",
+        progress=False,
     )
     before = load_file(str(tmp_path / "vqkd" / "tokenizer" / "model.safetensors"))
     overrides = [
@@ -64,7 +68,7 @@ def test_pixel_decoder_for_vqkd(tiny_vqkd_overrides, image_folder, tmp_path):
         f"data.dataset={image_folder}",
     ]
     config = load_config(RUN_CONFIGS["decoder"], "decoder-vqkd-mnist", overrides)
-    train_pixel("decoder", config, tmp_path / "dec", progress=False)
+    train("decoder", config, tmp_path / "dec", progress=False)
     tokenizer = Tokenizer.from_pretrained(tmp_path / "dec" / "tokenizer")
     after = tokenizer.state_dict()
     for key, value in before.items():  # encoder, quantizer and feature decoder untouched
@@ -83,10 +87,10 @@ def test_decoder_needs_a_feature_tokenizer(image_folder, tmp_path):
     )
     config = load_config(RUN_CONFIGS["decoder"], "decoder-vqkd-mnist", [f"tokenizer={tmp_path / 'fsq'}"])
     with pytest.raises(SemtokError, match="reconstructs pixels already"):
-        train_pixel("decoder", config, tmp_path / "dec", progress=False)
+        train("decoder", config, tmp_path / "dec", progress=False)
     config = load_config(RUN_CONFIGS["decoder"], "decoder-vqkd-mnist")
-    with pytest.raises(SemtokError, match="--tokenizer"):
-        train_pixel("decoder", config, tmp_path / "dec", progress=False)
+    with pytest.raises(SemtokError, match="config key 'tokenizer'"):
+        train("decoder", config, tmp_path / "dec", progress=False)
 
 
 def test_evaluate_and_reconstruct_pixel_tokenizer(image_folder, tmp_path):

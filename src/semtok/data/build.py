@@ -1,4 +1,4 @@
-"""One factory for data sets (the batch order lives in ``semtok.training.loop``).
+"""One factory for data sets (the batch order lives in ``semtok.training.batches``).
 
 Data set ``spec``: ``"mnist5k"`` (the embedded default) or a directory:
 - with both ``train/`` and ``val/`` (or ``validation/``) subfolders: those are the splits; the val folder is read

@@ -297,6 +297,7 @@ class ARTransformer(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        extra = extra if extra is not None else getattr(self, "info", None)
         meta = {"kind": "ar", "semtok_version": __version__, "config": to_dict(self.config), **(extra or {})}
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": "ar"}))

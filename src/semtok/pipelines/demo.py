@@ -22,15 +22,15 @@ from semtok.training.checkpoint import latest_checkpoint
 SAMPLES_PER_CLASS = 8
 
 
-def _stage(name: str, run: Path, done: Path, train: Callable[[bool], Any], timings: dict[str, float]) -> None:
-    """Run ``train(resume)`` unless ``done`` exists; resume when ``run`` holds a checkpoint."""
+def _stage(name: str, run: Path, done: Path, work: Callable[[bool], Any], timings: dict[str, float]) -> None:
+    """Run ``work(resume)`` unless ``done`` exists; resume when ``run`` holds a checkpoint."""
     if done.exists():
         print(f"{name}: already done in {run} (reused)")
         return
     resume = latest_checkpoint(run) is not None
     print(f"{name}: {'continuing' if resume else 'training'} in {run}", flush=True)
     started = time.time()
-    train(resume)
+    work(resume)
     timings[name] = round(time.time() - started, 1)
 
 
@@ -53,10 +53,11 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
     from semtok.pipelines.tokenize import tokenize_dataset
-    from semtok.training.ar import ARRunConfig, train_ar
-    from semtok.training.judge import JudgeRunConfig, train_judge
-    from semtok.training.pixel import DecoderRunConfig, train_pixel
-    from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+    from semtok.training import train
+    from semtok.training.ar import ARRunConfig
+    from semtok.training.judge import JudgeRunConfig
+    from semtok.training.pixel import DecoderRunConfig
+    from semtok.training.vqkd import VQKDRunConfig
     from semtok.visual.provenance import write_samples
 
     out = Path(out)
@@ -69,8 +70,8 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
         "vqkd",
         out / "vqkd",
         out / "vqkd" / "tokenizer" / "model.safetensors",
-        lambda resume: train_vqkd(
-            load_config(VQKDRunConfig, "vqkd-mnist", step_override), out / "vqkd", resume, progress
+        lambda resume: train(
+            "vqkd", load_config(VQKDRunConfig, "vqkd-mnist", step_override), out / "vqkd", resume, progress
         ),
         timings,
     )
@@ -78,7 +79,7 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
         "decoder",
         out / "decoder",
         out / "decoder" / "tokenizer" / "model.safetensors",
-        lambda resume: train_pixel(
+        lambda resume: train(
             "decoder",
             load_config(
                 DecoderRunConfig, "decoder-vqkd-mnist", [f"tokenizer={out / 'vqkd'}", *step_override]
@@ -104,7 +105,8 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
         "ar",
         out / "ar",
         out / "ar" / "ar" / "model.safetensors",
-        lambda resume: train_ar(
+        lambda resume: train(
+            "ar",
             load_config(
                 ARRunConfig,
                 "ar-mnist",
@@ -124,8 +126,12 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
         "judge",
         out / "judge",
         out / "judge" / "judge" / "model.safetensors",
-        lambda resume: train_judge(
-            load_config(JudgeRunConfig, "judge-mnist", step_override), out / "judge", resume, progress
+        lambda resume: train(
+            "judge",
+            load_config(JudgeRunConfig, "judge-mnist", step_override),
+            out / "judge",
+            resume,
+            progress,
         ),
         timings,
     )

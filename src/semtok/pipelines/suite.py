@@ -93,10 +93,10 @@ class Stages:
         self.times_path.write_text(json.dumps(self.times, indent=2))
 
 
-def _train(run_dir: Path, train: Callable[[bool], Any]) -> None:
+def _train(run_dir: Path, work: Callable[[bool], Any]) -> None:
     from semtok.training.checkpoint import latest_checkpoint
 
-    train(latest_checkpoint(run_dir) is not None)
+    work(latest_checkpoint(run_dir) is not None)
 
 
 def _write_json(path: Path, results: dict[str, Any]) -> None:
@@ -108,10 +108,11 @@ def train_tokenizer(row: str, run_dir: Path, budget: Budget, progress: bool) -> 
     kind, config_name, overrides, _ = ROWS[row]
     steps = [f"train.steps={budget.tokenizer_steps}"]
     if kind == "vqkd":
-        from semtok.training.vqkd import VQKDRunConfig, train_vqkd
+        from semtok.training import train
+        from semtok.training.vqkd import VQKDRunConfig
 
         config = load_config(VQKDRunConfig, config_name, [*steps, *overrides])
-        _train(run_dir, lambda resume: train_vqkd(config, run_dir, resume, progress))
+        _train(run_dir, lambda resume: train("vqkd", config, run_dir, resume, progress))
     elif kind == "cluster":
         from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer
 
@@ -121,21 +122,23 @@ def train_tokenizer(row: str, run_dir: Path, budget: Budget, progress: bool) -> 
             progress,
         )
     else:
-        from semtok.training.pixel import RUN_CONFIGS, train_pixel
+        from semtok.training import train
+        from semtok.training.pixel import RUN_CONFIGS
 
         config = load_config(RUN_CONFIGS[kind], config_name, [*steps, *overrides])
-        _train(run_dir, lambda resume: train_pixel(kind, config, run_dir, resume, progress))
+        _train(run_dir, lambda resume: train(kind, config, run_dir, resume, progress))
 
 
 def train_decoder(tokenizer_run: Path, run_dir: Path, budget: Budget, progress: bool) -> None:
-    from semtok.training.pixel import DecoderRunConfig, train_pixel
+    from semtok.training import train
+    from semtok.training.pixel import DecoderRunConfig
 
     config = load_config(
         DecoderRunConfig,
         "decoder-vqkd-mnist",
         [f"tokenizer={tokenizer_run}", f"train.steps={budget.decoder_steps}"],
     )
-    _train(run_dir, lambda resume: train_pixel("decoder", config, run_dir, resume, progress))
+    _train(run_dir, lambda resume: train("decoder", config, run_dir, resume, progress))
 
 
 def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool) -> dict[str, Any]:
@@ -146,7 +149,8 @@ def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
     from semtok.pipelines.tokenize import tokenize_dataset
-    from semtok.training.ar import ARRunConfig, train_ar
+    from semtok.training import train
+    from semtok.training.ar import ARRunConfig
     from semtok.visual.provenance import write_samples
 
     kind, _, _, ablation = ROWS[row]
@@ -206,7 +210,7 @@ def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool
     stages.run(
         "ar",
         ar_run / "ar" / "model.safetensors",
-        lambda: _train(ar_run, lambda r: train_ar(ar_config, ar_run, r, progress)),
+        lambda: _train(ar_run, lambda r: train("ar", ar_config, ar_run, r, progress)),
     )
     sampling = SamplingConfig()
     seeds = budget.ablation_seeds if ablation else budget.seeds
@@ -305,7 +309,8 @@ def machine_info() -> dict[str, Any]:
 def run_suite(suite: str, out: str | Path, rows: list[str] | None = None, progress: bool = False) -> Path:
     """Run (or continue) a suite into ``out``; writes results.json, report.md and report.html; returns report.md."""
     from semtok.pipelines.report import write_report
-    from semtok.training.judge import JudgeRunConfig, train_judge
+    from semtok.training import train
+    from semtok.training.judge import JudgeRunConfig
 
     if suite not in SUITES:
         raise SemtokError(f"--suite: expected one of {list(SUITES)}, got {suite!r}")
@@ -323,7 +328,7 @@ def run_suite(suite: str, out: str | Path, rows: list[str] | None = None, progre
     judge_stage.run(
         "judge",
         judge_run / "judge" / "model.safetensors",
-        lambda: _train(judge_run, lambda resume: train_judge(judge_config, judge_run, resume, progress)),
+        lambda: _train(judge_run, lambda resume: train("judge", judge_config, judge_run, resume, progress)),
     )
     results = {
         "suite": suite,

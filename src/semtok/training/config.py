@@ -19,11 +19,18 @@ class TrainConfig:
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.99)
     grad_clip: float = 1.0  # max gradient norm; 0 disables
+    grad_accum: int = 1  # micro-batches per optimizer step (batch_size is the global batch of one step)
+    optimizer: str = (
+        "adamw"  # adamw (decoupled decay, none on biases/norms/positions) | adam (L2 decay on all)
+    )
     mixed_precision: str = "no"  # no | bf16 | fp16 (quantizer math always runs in fp32)
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
+    log_with: tuple[str, ...] = (
+        "tensorboard",
+    )  # Accelerate trackers beside log.jsonl: tensorboard, wandb, ...
     cache_teacher: bool = True  # cache teacher targets when the data has no random augmentation
     max_cache_gb: float = 4.0
 
@@ -32,7 +39,9 @@ class TrainConfig:
             raise SemtokError(
                 f"config key 'train.mixed_precision': expected no, bf16 or fp16, got {self.mixed_precision!r}"
             )
-        for key in ("steps", "batch_size", "log_every", "checkpoint_every"):
+        if self.optimizer not in ("adamw", "adam"):
+            raise SemtokError(f"config key 'train.optimizer': expected adamw or adam, got {self.optimizer!r}")
+        for key in ("steps", "batch_size", "log_every", "checkpoint_every", "grad_accum"):
             if getattr(self, key) <= 0:
                 raise SemtokError(
                     f"config key 'train.{key}': expected a positive integer, got {getattr(self, key)}"

@@ -9,34 +9,20 @@ the other stages. At the end the judge's top-1 accuracy on the val split is meas
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from semtok.config import to_dict
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.evaluation.common import iterate_batches
 from semtok.evaluation.judge import Judge, JudgeConfig
-from semtok.training.checkpoint import load_checkpoint
 from semtok.training.config import DataConfig, TrainConfig
-from semtok.training.loop import (
-    RunLog,
-    adamw,
-    batch_stream,
-    checkpoint_if_due,
-    finish_run,
-    make_accelerator,
-    open_run_dir,
-)
-from semtok.training.schedule import warmup_cosine_lr
-
-KIND = "judge"
+from semtok.training.engine import Engine, Setup, Stage
+from semtok.training.optim import build_optimizer
 
 
 @dataclass
@@ -103,145 +89,70 @@ def evaluate_judge(
     }
 
 
-def train_judge(
-    config: JudgeRunConfig,
-    out_dir: str | Path,
-    resume: bool = False,
-    progress: bool = True,
-    stop_at: int | None = None,
-) -> dict[str, Any]:
-    """Train a judge into ``out_dir``; returns the run summary (also written to ``OUT/summary.json``).
+class JudgeStage(Stage):
+    config_class = JudgeRunConfig
+    folder = "judge"
 
-    Outputs: ``config.yaml``, ``checkpoints/``, ``tb/``, ``log.jsonl``, ``judge/`` and ``summary.json`` (with
-    ``val_top1``, the judge's top-1 accuracy on the val split in [0, 1]). ``stop_at``: checkpoint and stop after
-    that step (the summary is then ``{"kind", "stopped_at_step", "steps", "judge": None}``); continue with
-    ``resume=True``.
-    """
-    out_dir = Path(out_dir)
-    train, data = config.train, config.data
-    accelerator = make_accelerator(train)
-    main, world = accelerator.is_main_process, accelerator.num_processes
-    if train.batch_size % world:
-        raise SemtokError(f"train.batch_size {train.batch_size} is not divisible by the {world} processes")
-    started = time.time()
-
-    image_size = config.model.image_size
-    train_set = build_dataset(
-        data.dataset, "train", image_size, augment=data.augment, crop_scale=data.crop_scale, seed=train.seed
-    )
-    class_names = _checked_classes(train_set, config.model, data.dataset)
-    model_config = replace(config.model, class_names=[str(name) for name in class_names])
-    judge = Judge(model_config)
-
-    existing = open_run_dir(out_dir, resume, main, {"kind": KIND, **to_dict(config)})
-    optimizer = adamw(judge, train)
-    start_step = 0
-    if existing is not None:
-        start_step = load_checkpoint(existing, {"model": judge}, {"model": optimizer}, kind=KIND)["step"]
-    model, optimizer = accelerator.prepare(judge, optimizer)
-
-    log = RunLog(out_dir, enabled=main)
-    stream = batch_stream(
-        train_set,
-        train.batch_size,
-        train.seed,
-        start_step,
-        accelerator.process_index,
-        world,
-        data.num_workers,
-    )
-    last_step = min(train.steps, stop_at) if stop_at else train.steps
-    bar = tqdm(
-        total=train.steps, initial=start_step, desc=KIND, disable=not (main and progress), dynamic_ncols=True
-    )
-    model.train()
-    step, values = start_step, {}
-    window_loss, window_correct, window_seen = 0.0, 0, 0
-    while step < last_step:
-        images, labels, _ = next(stream)
-        images = images.to(accelerator.device, non_blocking=True)
-        labels = labels.to(accelerator.device, non_blocking=True)
-        if int(labels.min()) < 0 or int(labels.max()) >= judge.num_classes:
-            raise SemtokError(
-                f"data.dataset '{data.dataset}': label {int(labels.min())}..{int(labels.max())} outside "
-                f"[0, {judge.num_classes}) at step {step}"
-            )
-        lr = warmup_cosine_lr(step, train.lr, train.warmup_steps, train.steps, train.min_lr)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        with accelerator.autocast():
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.loss.label_smoothing)
-        if not torch.isfinite(loss):
-            raise SemtokError(f"loss became {loss.item()} at step {step}: lower train.lr")
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        if train.grad_clip > 0:
-            accelerator.clip_grad_norm_(model.parameters(), train.grad_clip)
-        optimizer.step()
-
-        step += 1
-        window_loss += loss.item() * labels.shape[0]
-        window_correct += int((logits.detach().argmax(dim=1) == labels).sum())
-        window_seen += labels.shape[0]
-        if step % train.log_every == 0 or step == last_step:
-            values = {
-                "loss/cross_entropy": window_loss / window_seen,
-                "train/top1_window": window_correct / window_seen,
-                "lr": lr,
-            }
-            window_loss, window_correct, window_seen = 0.0, 0, 0
-            log.scalars(step, values)
-            bar.set_postfix(
-                loss=f"{values['loss/cross_entropy']:.4f}", top1=f"{values['train/top1_window']:.3f}"
-            )
-        bar.update(1)
-        checkpoint_if_due(
-            accelerator,
-            out_dir,
-            step,
-            last_step,
-            train,
-            {"model": judge},
-            {"model": optimizer},
-            {"kind": KIND, "world_size": world},
+    def setup(self, engine: Engine) -> Setup:
+        model, train, data = self.config.model, self.config.train, self.config.data
+        train_set = build_dataset(
+            data.dataset,
+            "train",
+            model.image_size,
+            augment=data.augment,
+            crop_scale=data.crop_scale,
+            seed=train.seed,
         )
-    bar.close()
-    accelerator.wait_for_everyone()
+        class_names = _checked_classes(train_set, model, data.dataset)
+        model = dataclasses.replace(model, class_names=[str(name) for name in class_names])
+        self.judge = Judge(model)
+        return Setup(
+            train_set=train_set,
+            modules={"model": self.judge},
+            optimizers={"model": build_optimizer(self.judge, train)},
+            windowed=("loss/cross_entropy", "train/top1_window"),
+            progress=("loss/cross_entropy", "train/top1_window"),
+        )
 
-    summary: dict[str, Any] = {}
-    if main and step < train.steps:
-        log.close()
-        summary = {"kind": KIND, "stopped_at_step": step, "steps": train.steps, "judge": None}
-    elif main:
-        judge.eval()
-        val_set = build_dataset(data.dataset, "val", image_size, augment="none")
-        val = evaluate_judge(judge, val_set, progress=progress)
-        log.scalars(step, {"val/top1": val["top1"]})
-        log.close()
-        judge.info = {
+    def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
+        images = batch[0].to(engine.device, non_blocking=True)
+        labels = batch[1].to(engine.device, non_blocking=True)
+        if int(labels.min()) < 0 or int(labels.max()) >= self.judge.num_classes:
+            raise SemtokError(
+                f"data.dataset '{self.config.data.dataset}': label {int(labels.min())}..{int(labels.max())} "
+                f"outside [0, {self.judge.num_classes}) at step {engine.step_index}"
+            )
+        with engine.accelerator.autocast():
+            logits = engine.modules["model"](images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.loss.label_smoothing)
+        engine.optimize("model", loss)
+        top1 = (logits.detach().argmax(dim=1) == labels).float().mean()
+        return {"loss/cross_entropy": loss.detach(), "train/top1_window": top1}
+
+    def finish(self, engine: Engine) -> tuple[Judge, dict[str, Any]]:
+        data = self.config.data
+        self.judge.eval()
+        val_set = build_dataset(data.dataset, "val", self.judge.config.image_size, augment="none")
+        val = evaluate_judge(self.judge, val_set, progress=engine.show_progress)
+        engine.log(engine.step_index, {"val/top1": val["top1"]})
+        self.judge.info = {
             "val_top1": val["top1"],
             "val_images": val["images"],
             "data": data.dataset,
-            "train_steps": train.steps,
+            "train_steps": self.config.train.steps,
         }
-        summary = finish_run(
-            out_dir,
-            KIND,
-            judge,
-            train,
-            start_step if resume else None,
-            started,
-            train_set,
-            accelerator,
-            folder="judge",
-            val_top1=val["top1"],
-            val_images=val["images"],
-            val_per_class_top1=val["per_class_top1"],
-            data=data.dataset,
-            augment=data.augment,
-            final_losses=values,
-        )
-    else:
-        log.close()
-    return summary
+        fields = {
+            "val_top1": val["top1"],
+            "val_images": val["images"],
+            "val_per_class_top1": val["per_class_top1"],
+            "data": data.dataset,
+            "augment": data.augment,
+        }
+        return self.judge, fields
+
+    def summary_lines(self, summary: dict[str, Any]) -> list[str]:
+        return [
+            f"judge: {summary['judge']}",
+            f"val top-1: {summary['val_top1']:.4f} on {summary['val_images']} images "
+            f"({summary['train_seconds_this_session']} s)",
+        ]
