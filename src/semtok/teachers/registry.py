@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from semtok.errors import SemtokError
-from semtok.teachers.base import Teacher
+from semtok.teachers.base import Teacher, WeightsChoice
 from semtok.teachers.clip import OpenClipTeacher
 from semtok.teachers.convnext import ConvNeXtTeacher
 from semtok.teachers.effnet import EfficientNetLiteTeacher
@@ -131,19 +131,12 @@ def build_teacher(
     options = {**spec.kwargs, **kwargs}
     parameters = inspect.signature(spec.cls).parameters
     allowed = {key for key, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    fixed = {"name", "weights", "pretrained", "random_init", "seed"}
+    fixed = {"name", "weights"}
     unknown = sorted(set(kwargs) - (allowed - fixed))
     if unknown:
         raise SemtokError(
             f"teacher {name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(allowed - fixed))}"
         )
-    teacher = spec.cls(
-        *spec.args,
-        name=name,
-        weights=weights,
-        pretrained=pretrained,
-        random_init=random_init,
-        seed=seed,
-        **options,
-    )
+    choice = WeightsChoice(weights, pretrained, random_init, seed)
+    teacher = spec.cls(*spec.args, name=name, weights=choice, **options)
     return teacher.freeze()
