@@ -334,6 +334,49 @@ def same_padding_grid(size: int, stride: int) -> int:
     return math.ceil(size / stride)
 
 
+def create_timm_model(
+    teacher: str, timm_name: str, weights: WeightsChoice, **model_kwargs: object
+) -> tuple[nn.Module, str]:
+    """Build a timm model for ``teacher``; returns ``(model, weights_source)``.
+
+    ``weights.file`` (a local file) wins; else ``weights.pretrained`` downloads ``timm_name``'s weights from
+    the hub; else (or with ``random_init``) the model is randomly initialised under ``weights.seed``. A local
+    file may be a timm state dict, an original-format checkpoint that timm's own ``checkpoint_filter_fn``
+    converts (DINO, DINOv2, MAE, OpenCLIP-timm, FB ConvNeXt), or a teacher's own ``state_dict()``; position
+    embeddings are resampled to the model's grid.
+    """
+    import sys
+
+    import timm
+
+    weights.check(teacher)
+    if weights.file is not None:
+        source = os.fspath(weights.file)
+        state = read_state_dict(source, teacher)
+        with torch.device("meta"):
+            model = timm.create_model(timm_name, pretrained=False, **model_kwargs)
+        expected = set(model.state_dict())
+        state = strip_to_match(state, expected, ("model.", "backbone.", "encoder.", "module.", "teacher."))
+        filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            try:
+                state = filter_fn(state, model)
+            except Exception as error:  # noqa: BLE001 - a foreign checkpoint timm cannot convert
+                raise SemtokError(
+                    f"teacher {teacher!r}: weights file {source} is not a {timm_name} checkpoint "
+                    f"({type(error).__name__}: {str(error)[:160]})"
+                ) from None
+        assign_state_dict(model, state, teacher, source)
+        return model, source
+    if weights.wants_default:
+        with hub_download(teacher, f"timm {timm_name}"):
+            model = timm.create_model(timm_name, pretrained=True, **model_kwargs)
+        return model, f"hub: timm {timm_name}"
+    with seeded(weights.seed):
+        model = timm.create_model(timm_name, pretrained=False, **model_kwargs)
+    return model, weights.random_source
+
+
 @torch.no_grad()
 def teacher_targets(teacher: Teacher, images_B3HW: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
     """Teacher features resized (bicubic) to the student's token grid: [B, C, h, w] float32."""

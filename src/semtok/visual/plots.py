@@ -1,26 +1,7 @@
-"""Figures for the benchmark report, by one name: training curves (:mod:`semtok.visual.curves`) and the
-codebook picture (:mod:`semtok.visual.codebook_picture`), both written by :mod:`semtok.visual.figure_file`."""
+"""The report figures under their first module name, so ``from semtok.visual.plots import ...`` keeps working:
+training curves live in :mod:`semtok.visual.curves`, the codebook picture in
+:mod:`semtok.visual.codebook_picture`, the PNG writing in :mod:`semtok.visual.figure_file`."""
 
-from semtok.visual.codebook_picture import (
-    CodebookPanel,
-    CodePatches,
-    code_patches,
-    codebook_figure,
-    codebook_panel,
-    codebook_picture,
-)
-from semtok.visual.curves import curves_figure, plot_training_curves, read_log
-from semtok.visual.figure_file import DPI
-
-__all__ = [
-    "DPI",
-    "CodePatches",
-    "CodebookPanel",
-    "code_patches",
-    "codebook_figure",
-    "codebook_panel",
-    "codebook_picture",
-    "curves_figure",
-    "plot_training_curves",
-    "read_log",
-]
+from semtok.visual.codebook_picture import *  # noqa: F403 - every public name of the codebook picture
+from semtok.visual.curves import *  # noqa: F403 - every public name of the training curves
+from semtok.visual.figure_file import DPI  # noqa: F401
