@@ -1,8 +1,9 @@
 """The teacher interface: a frozen image-understanding model that gives patch features.
 
-Also the shared plumbing every teacher uses: reading a local weights file (safetensors or a weights-only
-torch state dict), putting a state dict into a module with clear errors, seeded random initialisation, and
-hub downloads that fail fast, on one line, when there is no network.
+Also the shared plumbing every teacher uses: which weights to load (``WeightsChoice``), reading a local weights
+file (safetensors or a weights-only torch state dict), putting a state dict into a module with clear errors,
+seeded random initialisation, building a timm model with its weights, and hub downloads that fail fast, on one
+line, when there is no network.
 """
 
 from __future__ import annotations
