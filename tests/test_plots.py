@@ -11,16 +11,9 @@ from PIL import Image
 
 from semtok.errors import SemtokError
 from semtok.tokenizers import FSQConfig, FSQTokenizer
-from semtok.visual.plots import (
-    DPI,
-    code_patches,
-    codebook_figure,
-    codebook_panel,
-    codebook_picture,
-    curves_figure,
-    plot_training_curves,
-    read_log,
-)
+from semtok.visual.codebook_picture import code_patches, codebook_figure, codebook_panel, codebook_picture
+from semtok.visual.curves import curves_figure, plot_training_curves, read_log
+from semtok.visual.figure_file import DPI
 
 
 def write_log(folder: Path, records: list[dict], tail: str = "") -> Path:

@@ -6,16 +6,15 @@ Every data set item is ``(image_3HW float32 in [-1, 1], label int)`` (label -1 w
 """
 
 from semtok.data.build import build_dataset
-from semtok.data.folder import (
+from semtok.data.folder import ImageFolderDataset, to_rgb
+from semtok.data.folder_scan import (
     IMAGE_EXTENSIONS,
     FolderScan,
-    ImageFolderDataset,
     SkippedFileWarning,
     find_class_names,
     list_image_files,
     scan_image_folder,
     split_samples,
-    to_rgb,
 )
 from semtok.data.mnist import MNIST5k, mnist5k_split_indices
 from semtok.data.transforms import (

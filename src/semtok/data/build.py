@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from semtok.data.folder import ImageFolderDataset, find_class_names, scan_image_folder, split_samples
+from semtok.data.folder import ImageFolderDataset
+from semtok.data.folder_scan import find_class_names, scan_image_folder, split_samples
 from semtok.data.mnist import MNIST5k
 from semtok.data.transforms import build_transform
 from semtok.errors import SemtokError

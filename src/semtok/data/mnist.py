@@ -10,7 +10,6 @@ every machine. Images are grayscale repeated to RGB and resized once, at constru
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from semtok.data.items import checked_index
 from semtok.data.transforms import apply_transform, to_tensor, transform_is_random
 from semtok.errors import SemtokError
 
@@ -117,12 +117,7 @@ class MNIST5k(Dataset):
         return len(self.indices)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        index = operator.index(index)
-        n = len(self.indices)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for {n} images")
+        index = checked_index(index, len(self.indices))
         image = self._images_gray[index].expand(3, -1, -1)
         if self.transform is None:
             tensor = to_tensor(image)

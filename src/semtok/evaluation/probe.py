@@ -219,6 +219,29 @@ def _check_labels(dataset: Any, data: str, split: str) -> None:
         )
 
 
+def _describe_probe(
+    tokenizer_dir: Path,
+    tokenizer: Tokenizer,
+    source: dict[str, Any],
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_y: torch.Tensor,
+) -> dict[str, Any]:
+    """The first entries of a probe's results: the tokenizer, ``source`` (what was probed), the split sizes,
+    the feature shape and the pooling and classifier used."""
+    return {
+        "tokenizer": str(tokenizer_dir),
+        "kind": tokenizer.kind,
+        **source,
+        "train_images": len(train_y),
+        "val_images": len(val_y),
+        "grid": list(tokenizer.grid_size),
+        "feature_dim": int(train_x.shape[1]),
+        "pooling": "mean of code vectors over the token grid",
+        "classifier": "multinomial logistic regression, L-BFGS (fp64), standardised features",
+    }
+
+
 def linear_probe(
     path: str | Path,
     data: str = "mnist5k",
@@ -264,17 +287,7 @@ def linear_probe(
     encode_seconds = time.perf_counter() - start
     (train_x, train_y), (val_x, val_y) = encoded["train"], encoded["val"]
     num_classes = getattr(splits["train"], "num_classes", 0) or None
-    results: dict[str, Any] = {
-        "tokenizer": str(tokenizer_dir),
-        "kind": tokenizer.kind,
-        "data": data,
-        "train_images": len(train_y),
-        "val_images": len(val_y),
-        "grid": list(tokenizer.grid_size),
-        "feature_dim": int(train_x.shape[1]),
-        "pooling": "mean of code vectors over the token grid",
-        "classifier": "multinomial logistic regression, L-BFGS (fp64), standardised features",
-    }
+    results = _describe_probe(tokenizer_dir, tokenizer, {"data": data}, train_x, train_y, val_y)
     results.update(probe_features(train_x, train_y, val_x, val_y, num_classes, weight_decays, seed, max_iter))
     results["encode_seconds"] = encode_seconds
     results["seconds"] = time.perf_counter() - start
@@ -322,17 +335,8 @@ def probe_token_files(
         raise SemtokError(
             f"token files '{train_tokens}' / '{val_tokens}' have unlabeled images: the probe needs labels"
         )
-    results: dict[str, Any] = {
-        "tokenizer": str(tokenizer_dir),
-        "kind": tokenizer.kind,
-        "tokens": [str(train_tokens), str(val_tokens)],
-        "train_images": len(train_y),
-        "val_images": len(val_y),
-        "grid": list(tokenizer.grid_size),
-        "feature_dim": int(train_x.shape[1]),
-        "pooling": "mean of code vectors over the token grid",
-        "classifier": "multinomial logistic regression, L-BFGS (fp64), standardised features",
-    }
+    tokens = {"tokens": [str(train_tokens), str(val_tokens)]}
+    results = _describe_probe(tokenizer_dir, tokenizer, tokens, train_x, train_y, val_y)
     results.update(probe_features(train_x, train_y, val_x, val_y, None, WEIGHT_DECAYS, seed, max_iter))
     results["seconds"] = time.perf_counter() - start
     return results

@@ -5,7 +5,7 @@ at ``teacher.stride``, ``teacher.feature_dim`` channels, a ``teacher.grid_size``
 ``teacher.input_size`` input. ``resize_features`` brings a map to the student's grid.
 """
 
-from semtok.teachers.base import Teacher, resize_features
+from semtok.teachers.base import Teacher, WeightsChoice, resize_features
 from semtok.teachers.clip import OpenClipTeacher
 from semtok.teachers.convnext import ConvNeXtTeacher
 from semtok.teachers.effnet import EfficientNetLiteTeacher, wheel_weights_path
@@ -21,6 +21,7 @@ __all__ = [
     "Teacher",
     "TeacherSpec",
     "TimmViTTeacher",
+    "WeightsChoice",
     "available_teachers",
     "build_teacher",
     "resize_features",

@@ -1,8 +1,9 @@
 """The teacher interface: a frozen image-understanding model that gives patch features.
 
-Also the shared plumbing every teacher uses: reading a local weights file (safetensors or a weights-only
-torch state dict), putting a state dict into a module with clear errors, seeded random initialisation, and
-hub downloads that fail fast, on one line, when there is no network.
+Also the shared plumbing every teacher uses: which weights to load (``WeightsChoice``), reading a local weights
+file (safetensors or a weights-only torch state dict), putting a state dict into a module with clear errors,
+seeded random initialisation, building a timm model with its weights, and hub downloads that fail fast, on one
+line, when there is no network.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import os
 import socket
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import torch
@@ -99,16 +101,51 @@ def resize_features(features_BChw: torch.Tensor, grid_hw: tuple[int, int]) -> to
     return F.interpolate(features_BChw.float(), size=grid_hw, mode="bicubic", align_corners=False)
 
 
+def tokens_to_map(tokens_BNC: torch.Tensor, side: int, teacher: str) -> torch.Tensor:
+    """Patch tokens ``[B, side * side, C]`` in raster order -> a feature map ``[B, C, side, side]``."""
+    batch, count, channels = tokens_BNC.shape
+    if count != side * side:
+        raise SemtokError(f"teacher {teacher!r}: got {count} patch tokens, expected {side}x{side}")
+    return tokens_BNC.transpose(1, 2).reshape(batch, channels, side, side)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Weights: files, state dicts, random init, hub downloads
 
 
-def resolve_weights_choice(name: str, weights: str | os.PathLike | None, random_init: bool) -> None:
-    """Refuse a weights file together with ``random_init`` (they contradict each other)."""
-    if random_init and weights is not None:
-        raise SemtokError(
-            f"teacher {name!r}: random_init=True and a weights file ({weights}) exclude each other"
-        )
+@dataclass(frozen=True)
+class WeightsChoice:
+    """Which weights a teacher gets (``build_teacher``'s ``weights``, ``pretrained``, ``random_init``, ``seed``).
+
+    ``file`` (a local ``.safetensors`` or torch state-dict file) wins; else ``pretrained`` (and not
+    ``random_init``) takes the teacher's default weights; else random weights drawn under ``seed``.
+    """
+
+    file: str | os.PathLike | None = None
+    pretrained: bool = True
+    random_init: bool = False
+    seed: int = 0
+
+    def check(self, teacher: str) -> None:
+        """Refuse a weights file together with ``random_init`` (they contradict each other)."""
+        if self.random_init and self.file is not None:
+            raise SemtokError(
+                f"teacher {teacher!r}: random_init=True and a weights file ({self.file}) exclude each other"
+            )
+
+    @property
+    def wants_default(self) -> bool:
+        """No file, and the teacher's default (pretrained) weights are asked for."""
+        return self.file is None and self.pretrained and not self.random_init
+
+    @property
+    def random_source(self) -> str:
+        """The ``weights_source`` of a randomly initialised teacher."""
+        return f"random (seed {self.seed})"
+
+
+PRETRAINED = WeightsChoice()
+"""The default choice: a teacher's own pretrained weights."""
 
 
 _WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict", "teacher", "params")
@@ -299,30 +336,23 @@ def same_padding_grid(size: int, stride: int) -> int:
 
 
 def create_timm_model(
-    teacher: str,
-    timm_name: str,
-    *,
-    weights: str | os.PathLike | None,
-    pretrained: bool,
-    random_init: bool,
-    seed: int,
-    **model_kwargs: object,
+    teacher: str, timm_name: str, weights: WeightsChoice, **model_kwargs: object
 ) -> tuple[nn.Module, str]:
     """Build a timm model for ``teacher``; returns ``(model, weights_source)``.
 
-    ``weights`` (a local file) wins; else ``pretrained`` downloads ``timm_name``'s weights from the hub;
-    else (or with ``random_init``) the model is randomly initialised under ``seed``. A local file may be a
-    timm state dict, an original-format checkpoint that timm's own ``checkpoint_filter_fn`` converts (DINO,
-    DINOv2, MAE, OpenCLIP-timm, FB ConvNeXt), or a teacher's own ``state_dict()``; position embeddings are
-    resampled to the model's grid.
+    ``weights.file`` (a local file) wins; else ``weights.pretrained`` downloads ``timm_name``'s weights from
+    the hub; else (or with ``random_init``) the model is randomly initialised under ``weights.seed``. A local
+    file may be a timm state dict, an original-format checkpoint that timm's own ``checkpoint_filter_fn``
+    converts (DINO, DINOv2, MAE, OpenCLIP-timm, FB ConvNeXt), or a teacher's own ``state_dict()``; position
+    embeddings are resampled to the model's grid.
     """
     import sys
 
     import timm
 
-    resolve_weights_choice(teacher, weights, random_init)
-    if weights is not None:
-        source = os.fspath(weights)
+    weights.check(teacher)
+    if weights.file is not None:
+        source = os.fspath(weights.file)
         state = read_state_dict(source, teacher)
         with torch.device("meta"):
             model = timm.create_model(timm_name, pretrained=False, **model_kwargs)
@@ -339,13 +369,13 @@ def create_timm_model(
                 ) from None
         assign_state_dict(model, state, teacher, source)
         return model, source
-    if pretrained and not random_init:
+    if weights.wants_default:
         with hub_download(teacher, f"timm {timm_name}"):
             model = timm.create_model(timm_name, pretrained=True, **model_kwargs)
         return model, f"hub: timm {timm_name}"
-    with seeded(seed):
+    with seeded(weights.seed):
         model = timm.create_model(timm_name, pretrained=False, **model_kwargs)
-    return model, f"random (seed {seed})"
+    return model, weights.random_source
 
 
 @torch.no_grad()

@@ -14,12 +14,14 @@ import torch.nn.functional as F
 
 from semtok.errors import SemtokError
 from semtok.teachers.base import (
+    PRETRAINED,
     Teacher,
+    WeightsChoice,
     assign_state_dict,
     hub_download,
     read_state_dict,
-    resolve_weights_choice,
     seeded,
+    tokens_to_map,
 )
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -59,17 +61,14 @@ class OpenClipTeacher(Teacher):
         name: str | None = None,
         project: bool = True,
         input_size: int | None = None,
-        weights: str | os.PathLike | None = None,
-        pretrained: bool = True,
-        random_init: bool = False,
-        seed: int = 0,
+        weights: WeightsChoice = PRETRAINED,
     ) -> None:
         super().__init__()
         import open_clip
         from open_clip.model import _build_vision_tower
 
         self.name = name or f"open_clip {model_name} {tag}"
-        resolve_weights_choice(self.name, weights, random_init)
+        weights.check(self.name)
         config = open_clip.get_model_config(model_name)
         if config is None:
             raise SemtokError(f"teacher {self.name!r}: open_clip has no model config {model_name!r}")
@@ -80,13 +79,13 @@ class OpenClipTeacher(Teacher):
         quick_gelu = bool(config.get("quick_gelu", False) or pretrained_cfg.get("quick_gelu", False))
 
         def build(device: str | None) -> torch.nn.Module:
-            with torch.device(device) if device else seeded(seed):
+            with torch.device(device) if device else seeded(weights.seed):
                 return _build_vision_tower(config["embed_dim"], vision_cfg, quick_gelu=quick_gelu)
 
-        if weights is not None:
-            self.weights_source = os.fspath(weights)
-            visual = self._load(build("meta"), read_state_dict(weights, self.name), self.weights_source)
-        elif pretrained and not random_init:
+        if weights.file is not None:
+            self.weights_source = os.fspath(weights.file)
+            visual = self._load(build("meta"), read_state_dict(weights.file, self.name), self.weights_source)
+        elif weights.wants_default:
             with hub_download(self.name, f"open_clip {model_name} {tag}"):
                 path = open_clip.download_pretrained(pretrained_cfg)
                 if not path:
@@ -94,7 +93,7 @@ class OpenClipTeacher(Teacher):
             self.weights_source = f"hub: open_clip {model_name} {tag}"
             visual = self._load(build("meta"), read_state_dict(path, self.name), str(path))
         else:
-            self.weights_source = f"random (seed {seed})"
+            self.weights_source = weights.random_source
             visual = build(None)
 
         if not hasattr(visual, "conv1") or not hasattr(visual, "ln_post"):
@@ -130,8 +129,4 @@ class OpenClipTeacher(Teacher):
             tokens_BNC = self.visual.ln_post(tokens_BNC)
         if self.project:
             tokens_BNC = tokens_BNC @ self.visual.proj
-        batch, count, channels = tokens_BNC.shape
-        side = pixels_B3HW.shape[-1] // self.stride
-        if count != side * side:
-            raise SemtokError(f"teacher {self.name!r}: got {count} patch tokens, expected {side}x{side}")
-        return tokens_BNC.transpose(1, 2).reshape(batch, channels, side, side)
+        return tokens_to_map(tokens_BNC, pixels_B3HW.shape[-1] // self.stride, self.name)

@@ -5,15 +5,14 @@ Feature maps are coarse (7x7 at 224 px); the tokenizer resizes them to its grid 
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from semtok.errors import SemtokError
-from semtok.teachers.base import Teacher, create_timm_model
+from semtok.teachers.base import PRETRAINED, WeightsChoice
+from semtok.teachers.timm_teacher import TimmTeacher
 
 
-class ConvNeXtTeacher(Teacher):
+class ConvNeXtTeacher(TimmTeacher):
     """A timm ConvNeXt; ``stride`` 4, 8, 16 or 32 picks the stage (only the stages needed are run)."""
 
     def __init__(
@@ -23,23 +22,9 @@ class ConvNeXtTeacher(Teacher):
         name: str | None = None,
         input_size: int = 224,
         stride: int = 32,
-        weights: str | os.PathLike | None = None,
-        pretrained: bool = True,
-        random_init: bool = False,
-        seed: int = 0,
+        weights: WeightsChoice = PRETRAINED,
     ) -> None:
-        super().__init__()
-        self.name = name or timm_name
-        self.timm_name = timm_name
-        self.model, self.weights_source = create_timm_model(
-            self.name,
-            timm_name,
-            weights=weights,
-            pretrained=pretrained,
-            random_init=random_init,
-            seed=seed,
-            num_classes=0,
-        )
+        super().__init__(timm_name, name, weights, num_classes=0)
         stages = {int(info["reduction"]): index for index, info in enumerate(self.model.feature_info)}
         if stride not in stages:
             raise SemtokError(
@@ -51,9 +36,6 @@ class ConvNeXtTeacher(Teacher):
         self.stride = int(stride)
         self.input_size = int(input_size)
         self.feature_dim = int(self.model.feature_info[stages[stride]]["num_chs"])
-        cfg = self.model.pretrained_cfg
-        self.mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
-        self.std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
         self.freeze()
 
     def extract(self, pixels_B3HW: torch.Tensor) -> torch.Tensor:

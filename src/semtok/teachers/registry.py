@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from semtok.errors import SemtokError
-from semtok.teachers.base import Teacher
+from semtok.teachers.base import Teacher, WeightsChoice
 from semtok.teachers.clip import OpenClipTeacher
 from semtok.teachers.convnext import ConvNeXtTeacher
 from semtok.teachers.effnet import EfficientNetLiteTeacher
@@ -33,6 +33,23 @@ class TeacherSpec:
     summary: str = ""
     offline: bool = False  # True when the default weights need no network
 
+
+_OPENCLIP_LAION = {  # name: (open_clip model, pretrained tag, label, channels, stride)
+    "openclip-vit-l14": ("ViT-L-14", "laion2b_s32b_b82k", "ViT-L/14", 768, 14),
+    "openclip-vit-h14": ("ViT-H-14", "laion2b_s32b_b79k", "ViT-H/14", 1024, 14),
+    "openclip-vit-bigg14": ("ViT-bigG-14", "laion2b_s39b_b160k", "ViT-bigG/14", 1280, 14),
+}
+_TIMM_VITS = {  # name: (timm model, label, channels, stride)
+    "dino-vitb16": ("vit_base_patch16_224.dino", "DINO ViT-B/16", 768, 16),
+    "dinov2-vits14": ("vit_small_patch14_dinov2.lvd142m", "DINOv2 ViT-S/14", 384, 14),
+    "mae-vitb16": ("vit_base_patch16_224.mae", "MAE ViT-B/16", 768, 16),
+    "vit-b16": (
+        "vit_base_patch16_224.augreg_in21k_ft_in1k",
+        "supervised ViT-B/16 (IN-21k, fine-tuned IN-1k)",
+        768,
+        16,
+    ),
+}
 
 TEACHERS: dict[str, TeacherSpec] = {
     "effnet-lite0": TeacherSpec(
@@ -59,41 +76,22 @@ TEACHERS: dict[str, TeacherSpec] = {
         {"project": False},
         summary="OpenAI CLIP ViT-B/16 patch tokens after ln_post, before projection; 768 ch, stride 16, 224 px",
     ),
-    "openclip-vit-l14": TeacherSpec(
-        OpenClipTeacher,
-        ("ViT-L-14", "laion2b_s32b_b82k"),
-        summary="OpenCLIP ViT-L/14 LAION-2B, projected patch tokens; 768 ch, stride 14, 224 px",
-    ),
-    "openclip-vit-h14": TeacherSpec(
-        OpenClipTeacher,
-        ("ViT-H-14", "laion2b_s32b_b79k"),
-        summary="OpenCLIP ViT-H/14 LAION-2B, projected patch tokens; 1024 ch, stride 14, 224 px",
-    ),
-    "openclip-vit-bigg14": TeacherSpec(
-        OpenClipTeacher,
-        ("ViT-bigG-14", "laion2b_s39b_b160k"),
-        summary="OpenCLIP ViT-bigG/14 LAION-2B, projected patch tokens; 1280 ch, stride 14, 224 px",
-    ),
-    "dino-vitb16": TeacherSpec(
-        TimmViTTeacher,
-        ("vit_base_patch16_224.dino",),
-        summary="DINO ViT-B/16 final-norm patch tokens; 768 ch, stride 16, 224 px",
-    ),
-    "dinov2-vits14": TeacherSpec(
-        TimmViTTeacher,
-        ("vit_small_patch14_dinov2.lvd142m",),
-        summary="DINOv2 ViT-S/14 final-norm patch tokens; 384 ch, stride 14, 224 px",
-    ),
-    "mae-vitb16": TeacherSpec(
-        TimmViTTeacher,
-        ("vit_base_patch16_224.mae",),
-        summary="MAE ViT-B/16 final-norm patch tokens; 768 ch, stride 16, 224 px",
-    ),
-    "vit-b16": TeacherSpec(
-        TimmViTTeacher,
-        ("vit_base_patch16_224.augreg_in21k_ft_in1k",),
-        summary="supervised ViT-B/16 (IN-21k, fine-tuned IN-1k) final-norm patch tokens; 768 ch, stride 16, 224 px",
-    ),
+    **{
+        name: TeacherSpec(
+            OpenClipTeacher,
+            (model_name, tag),
+            summary=f"OpenCLIP {label} LAION-2B, projected patch tokens; {channels} ch, stride {stride}, 224 px",
+        )
+        for name, (model_name, tag, label, channels, stride) in _OPENCLIP_LAION.items()
+    },
+    **{
+        name: TeacherSpec(
+            TimmViTTeacher,
+            (timm_name,),
+            summary=f"{label} final-norm patch tokens; {channels} ch, stride {stride}, 224 px",
+        )
+        for name, (timm_name, label, channels, stride) in _TIMM_VITS.items()
+    },
     "convnext-b": TeacherSpec(
         ConvNeXtTeacher,
         ("convnext_base.fb_in22k_ft_in1k",),
@@ -131,19 +129,12 @@ def build_teacher(
     options = {**spec.kwargs, **kwargs}
     parameters = inspect.signature(spec.cls).parameters
     allowed = {key for key, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    fixed = {"name", "weights", "pretrained", "random_init", "seed"}
+    fixed = {"name", "weights"}
     unknown = sorted(set(kwargs) - (allowed - fixed))
     if unknown:
         raise SemtokError(
             f"teacher {name!r} has no option {unknown[0]!r}; its options: {', '.join(sorted(allowed - fixed))}"
         )
-    teacher = spec.cls(
-        *spec.args,
-        name=name,
-        weights=weights,
-        pretrained=pretrained,
-        random_init=random_init,
-        seed=seed,
-        **options,
-    )
+    choice = WeightsChoice(weights, pretrained, random_init, seed)
+    teacher = spec.cls(*spec.args, name=name, weights=choice, **options)
     return teacher.freeze()

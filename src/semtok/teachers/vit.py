@@ -7,15 +7,14 @@ and std of its own pretrained config.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from semtok.errors import SemtokError
-from semtok.teachers.base import Teacher, create_timm_model
+from semtok.teachers.base import PRETRAINED, WeightsChoice, tokens_to_map
+from semtok.teachers.timm_teacher import TimmTeacher
 
 
-class TimmViTTeacher(Teacher):
+class TimmViTTeacher(TimmTeacher):
     """A timm ``VisionTransformer`` giving final-norm patch tokens.
 
     ``input_size`` defaults to 224 (DINOv2's 518 is resampled to 224 -> 16x16 tokens) and must be a
@@ -28,24 +27,9 @@ class TimmViTTeacher(Teacher):
         *,
         name: str | None = None,
         input_size: int = 224,
-        weights: str | os.PathLike | None = None,
-        pretrained: bool = True,
-        random_init: bool = False,
-        seed: int = 0,
+        weights: WeightsChoice = PRETRAINED,
     ) -> None:
-        super().__init__()
-        self.name = name or timm_name
-        self.timm_name = timm_name
-        model_kwargs: dict[str, object] = {"num_classes": 0, "img_size": int(input_size)}
-        self.model, self.weights_source = create_timm_model(
-            self.name,
-            timm_name,
-            weights=weights,
-            pretrained=pretrained,
-            random_init=random_init,
-            seed=seed,
-            **model_kwargs,
-        )
+        super().__init__(timm_name, name, weights, num_classes=0, img_size=int(input_size))
         patch = self.model.patch_embed.patch_size
         patch = patch[0] if isinstance(patch, tuple | list) else patch
         if input_size % patch:
@@ -56,15 +40,8 @@ class TimmViTTeacher(Teacher):
         self.input_size = int(input_size)
         self.feature_dim = int(self.model.num_features)
         self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 1))
-        cfg = self.model.pretrained_cfg
-        self.mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
-        self.std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
         self.freeze()
 
     def extract(self, pixels_B3HW: torch.Tensor) -> torch.Tensor:
         tokens_BNC = self.model.forward_features(pixels_B3HW)[:, self.num_prefix_tokens :]
-        batch, count, channels = tokens_BNC.shape
-        side = pixels_B3HW.shape[-1] // self.stride
-        if count != side * side:
-            raise SemtokError(f"teacher {self.name!r}: got {count} patch tokens, expected {side}x{side}")
-        return tokens_BNC.transpose(1, 2).reshape(batch, channels, side, side)
+        return tokens_to_map(tokens_BNC, pixels_B3HW.shape[-1] // self.stride, self.name)

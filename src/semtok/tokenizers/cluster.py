@@ -97,10 +97,6 @@ class ClusterTokenizer(FeatureTokenizer):
         self.pixel_decoder = PixelDecoder(config.pixel_decoder) if config.pixel_decoder else None
 
     @property
-    def num_codes(self) -> int:
-        return self.config.num_codes
-
-    @property
     def grid_size(self) -> tuple[int, int]:
         side = int(self.teacher.grid_size)
         return side, side

@@ -18,6 +18,11 @@ class FeatureTokenizer(Tokenizer):
     (a :class:`~semtok.tokenizers.pixel_decoder.PixelDecoder` or ``None``).
     """
 
+    @property
+    def num_codes(self) -> int:
+        """Codebook size, from the config (``config.num_codes``)."""
+        return self.config.num_codes
+
     def pixel_decode(self, ids_BHW: torch.Tensor) -> torch.Tensor:
         """Token ids [B, h, w] -> images [B, 3, H, W] (unclamped, ~[-1, 1]; differentiable in the decoder)."""
         if self.pixel_decoder is None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from semtok.errors import SemtokError
-from semtok.nn.conv import ConvDecoder
+from semtok.nn.conv import ConvDecoder, conv_kwargs
 
 
 @dataclass
@@ -84,15 +84,7 @@ class PixelDecoder(nn.Module):
         config.check_grid()
         self.config = config
         self.proj = nn.Conv2d(config.code_dim, config.z_channels, 1)
-        self.decoder = ConvDecoder(
-            3,
-            channels=config.channels,
-            channel_mult=config.channel_mult,
-            num_res_blocks=config.num_res_blocks,
-            z_channels=config.z_channels,
-            attn_resolutions=config.attn_resolutions,
-            image_size=config.image_size,
-        )
+        self.decoder = ConvDecoder(3, **conv_kwargs(config))
 
     @property
     def last_layer(self) -> nn.Parameter:

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from semtok.errors import SemtokError
-from semtok.nn.conv import ConvDecoder, ConvEncoder
+from semtok.nn.conv import ConvDecoder, ConvEncoder, conv_kwargs
 from semtok.quantizers.vector_quantizer import VectorQuantizer
 from semtok.tokenizers.base import Tokenizer, eval_mode, register_tokenizer
+from semtok.tokenizers.vq_config import check_distance, vector_quantizer
 
 
 @dataclass
@@ -53,17 +54,6 @@ class ConvAutoencoderConfig:
         """Downsampling factor f: pixels per token side."""
         return 2 ** (len(self.channel_mult) - 1)
 
-    def conv_kwargs(self) -> dict:
-        """Keyword arguments of :class:`~semtok.nn.conv.ConvEncoder` / ``ConvDecoder``."""
-        return {
-            "channels": self.channels,
-            "channel_mult": self.channel_mult,
-            "num_res_blocks": self.num_res_blocks,
-            "z_channels": self.z_channels,
-            "attn_resolutions": self.attn_resolutions,
-            "image_size": self.image_size,
-        }
-
 
 @dataclass
 class VQGANConfig(ConvAutoencoderConfig):
@@ -80,8 +70,7 @@ class VQGANConfig(ConvAutoencoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.distance not in ("cosine", "l2"):
-            raise SemtokError(f"config key 'model.distance': expected cosine or l2, got {self.distance!r}")
+        check_distance(self.distance)
         if self.code_dim < 1 or self.num_codes < 1:
             raise SemtokError(
                 f"config keys 'model.code_dim', 'model.num_codes': expected ints >= 1, got {self.code_dim}, {self.num_codes}"
@@ -104,12 +93,12 @@ class ConvQuantTokenizer(Tokenizer):
 
     def __init__(self, config: ConvAutoencoderConfig) -> None:
         super().__init__(config)
-        self.encoder = ConvEncoder(3, **config.conv_kwargs())
+        self.encoder = ConvEncoder(3, **conv_kwargs(config))
         self.quantizer = self.build_quantizer(config)
         code_dim = self.quantizer.code_dim
         self.quant_conv = nn.Conv2d(config.z_channels, code_dim, 1)
         self.post_quant_conv = nn.Conv2d(code_dim, config.z_channels, 1)
-        self.decoder = ConvDecoder(3, **config.conv_kwargs())
+        self.decoder = ConvDecoder(3, **conv_kwargs(config))
 
     def build_quantizer(self, config: ConvAutoencoderConfig) -> nn.Module:
         raise NotImplementedError
@@ -193,16 +182,7 @@ class VQGANTokenizer(ConvQuantTokenizer):
     config_class = VQGANConfig
 
     def build_quantizer(self, config: VQGANConfig) -> VectorQuantizer:
-        return VectorQuantizer(
-            num_codes=config.num_codes,
-            code_dim=config.code_dim,
-            distance=config.distance,
-            ema_decay=config.ema_decay,
-            kmeans_init=config.kmeans_init,
-            kmeans_iters=config.kmeans_iters,
-            commitment_weight=config.commitment_weight,
-            dead_code_steps=config.dead_code_steps,
-        )
+        return vector_quantizer(config)
 
 
 @register_tokenizer

@@ -14,12 +14,12 @@ from torch import nn
 
 from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
-from semtok.quantizers.vector_quantizer import VectorQuantizer
 from semtok.teachers import build_teacher
 from semtok.teachers.base import Teacher
 from semtok.tokenizers.base import eval_mode, register_tokenizer
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
+from semtok.tokenizers.vq_config import check_distance, vector_quantizer
 
 
 @dataclass
@@ -50,8 +50,7 @@ class VQKDConfig:
     pixel_decoder: PixelDecoderConfig | None = None  # added by `semtok train decoder`
 
     def __post_init__(self) -> None:
-        if self.distance not in ("cosine", "l2"):
-            raise SemtokError(f"config key 'model.distance': expected cosine or l2, got {self.distance!r}")
+        check_distance(self.distance)
         if self.image_size % self.patch_size:
             raise SemtokError(
                 f"config: model.image_size {self.image_size} is not a multiple of model.patch_size {self.patch_size}"
@@ -86,16 +85,7 @@ class VQKDTokenizer(FeatureTokenizer):
         depth = config.encoder_depth or depth
         self.encoder = ViTEncoder(config.image_size, config.patch_size, width, depth, heads)
         self.task_head = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, config.code_dim))
-        self.quantizer = VectorQuantizer(
-            num_codes=config.num_codes,
-            code_dim=config.code_dim,
-            distance=config.distance,
-            ema_decay=config.ema_decay,
-            kmeans_init=config.kmeans_init,
-            kmeans_iters=config.kmeans_iters,
-            commitment_weight=config.commitment_weight,
-            dead_code_steps=config.dead_code_steps,
-        )
+        self.quantizer = vector_quantizer(config)
         grid = config.image_size // config.patch_size
         self.decoder = ViTDecoder(
             grid,
@@ -109,10 +99,6 @@ class VQKDTokenizer(FeatureTokenizer):
         init_weights(self.task_head)
         init_weights(self.decoder)
         self.pixel_decoder = PixelDecoder(config.pixel_decoder) if config.pixel_decoder else None
-
-    @property
-    def num_codes(self) -> int:
-        return self.config.num_codes
 
     @property
     def grid_size(self) -> tuple[int, int]:
