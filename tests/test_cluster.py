@@ -232,6 +232,34 @@ def test_online_reseeds_unused_codes():
     assert codebook.steps_unused.tolist() == [0] * 8
     rows = codebook.weight.detach()[[1, 3, 4]]
     assert all(bool((row == x).all(dim=1).any()) for row in rows)  # re-seeded from batch features
-    loss, ids, got = codebook(x)
-    loss.backward()
+    codes, ids, aux = codebook(x)
+    aux["loss"].backward()
+    got = aux["counts"]
     assert codebook.weight.grad is not None and got.sum() == 32 and ids.shape == (32,)
+    assert codes.shape == (32, 4) and aux["restarted"] == 0
+
+
+def test_online_codebook_triple():
+    """forward -> (chosen unit codes [N, C] with the codebook's gradient, ids [N], aux with the loss and counts)."""
+    import torch.nn.functional as F
+
+    from semtok.quantizers.online_codebook import OnlineCodebook
+
+    torch.manual_seed(0)
+    codebook = OnlineCodebook(8, 4)
+    x = F.normalize(torch.randn(32, 4), dim=-1)
+    codes, ids, aux = codebook(x)
+    assert codes.dtype == torch.float32 and ids.dtype == torch.int64
+    assert torch.equal(codes, codebook.codes()[ids]) and torch.allclose(codes.norm(dim=1), torch.ones(32))
+    assert torch.equal(ids, (x @ codebook.codes().t()).argmax(dim=1))
+    assert torch.equal(aux["counts"], torch.bincount(ids, minlength=8).float())
+    # the loss and its gradient are mse(code, x) on the normalised weight, as before the triple
+    expected = F.mse_loss(F.embedding(ids, F.normalize(codebook.weight.float(), dim=-1)), x)
+    assert torch.equal(aux["loss"], expected)
+    (grad,) = torch.autograd.grad(expected, codebook.weight)
+    aux["loss"].backward()
+    assert torch.equal(codebook.weight.grad, grad)
+    # the codes carry that gradient too: d sum(codes) / d weight is non-zero
+    codebook.weight.grad = None
+    codebook(x)[0].sum().backward()
+    assert codebook.weight.grad is not None and codebook.weight.grad.abs().sum() > 0

@@ -26,9 +26,10 @@ def worker(rank: int, init_file: str, out_dir: str) -> None:
             x = F.normalize(torch.randn(64, 8) + (3.0 if step else 0.0) * torch.eye(8)[rank], dim=-1)
             if not bool(codebook.initialized):
                 codebook.initialize(x)
-            loss, _, counts = codebook(x)
+            _, _, aux = codebook(x)
+            counts = aux["counts"]
             optimizer.zero_grad()
-            loss.backward()
+            aux["loss"].backward()
             dist.all_reduce(codebook.weight.grad)  # what DDP does
             codebook.weight.grad /= WORLD
             optimizer.step()

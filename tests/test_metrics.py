@@ -16,6 +16,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from semtok.errors import SemtokError
 from semtok.metrics import (
     InceptionFeatures,
+    code_histogram,
+    codebook_stats,
     feature_stats,
     fid_from_features,
     frechet_distance,
@@ -265,3 +267,31 @@ def test_inception_features_from_state_dict_file(tmp_path: Path):
     torch.save({"not": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(SemtokError, match="bad.pth"):
         InceptionFeatures(weights=tmp_path / "bad.pth")
+
+
+def test_codebook_stats_values_and_empty_convention():
+    counts = code_histogram(torch.tensor([[0, 0, 1], [1, 3, 3]]), 5)
+    assert counts.tolist() == [2, 2, 0, 2, 0] and counts.dtype == torch.int64
+    stats = codebook_stats(counts)
+    assert stats["usage"] == 0.6 and stats["codes_used"] == 3 and isinstance(stats["codes_used"], int)
+    assert stats["entropy_nats"] == pytest.approx(math.log(3)) and stats["perplexity"] == pytest.approx(3.0)
+    assert stats["perplexity"] == math.exp(stats["entropy_nats"])
+    json.dumps(stats)  # evaluation writes these with results.update(codebook_stats(counts))
+    # the same values computed the way they always were (fp64, over the used codes), bit for bit
+    rng = np.random.default_rng(0)
+    for k in (1, 7, 64, 8192):
+        hist = torch.from_numpy(rng.integers(0, 5, size=k) * (rng.random(k) < 0.7))
+        if int(hist.sum()) == 0:
+            continue
+        probs = hist.double()[hist > 0] / hist.sum().item()
+        entropy = float(-(probs * probs.log()).sum())
+        got = codebook_stats(hist)
+        assert got["entropy_nats"] == entropy and got["perplexity"] == math.exp(entropy)
+        assert got["usage"] == int((hist > 0).sum()) / k
+        tensors = codebook_stats(hist, as_tensors=True)  # the no-sync variant agrees to fp32 precision
+        assert all(tensors[key].ndim == 0 for key in got)
+        assert all(float(tensors[key]) == pytest.approx(got[key], rel=1e-5) for key in got)
+    # empty histogram: exp(entropy 0) = 1, for both variants
+    empty = {"usage": 0.0, "perplexity": 1.0, "entropy_nats": 0.0, "codes_used": 0}
+    assert codebook_stats(torch.zeros(5, dtype=torch.long)) == empty
+    assert {k: v.item() for k, v in codebook_stats(torch.zeros(5), as_tensors=True).items()} == empty

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from semtok.errors import SemtokError
-from semtok.quantizers import VectorQuantizer, VectorQuantizerConfig, codebook_usage, kmeans, nearest_code
+from semtok.metrics.codebook import codebook_stats
+from semtok.quantizers import VectorQuantizer, VectorQuantizerConfig, kmeans, nearest_code
 
 
 def clustered(n: int, centers: torch.Tensor, noise: float, seed: int) -> torch.Tensor:
@@ -253,13 +254,13 @@ def test_state_dict_round_trip_and_determinism():
 
 
 def test_usage_stats_and_errors():
-    stats = codebook_usage(torch.tensor([2, 2, 0, 0]))
+    stats = codebook_stats(torch.tensor([2, 2, 0, 0]), as_tensors=True)
     assert float(stats["usage"]) == 0.5
     assert float(stats["perplexity"]) == pytest.approx(2.0)
     vq = VectorQuantizer(4, 2)
     s = vq.codebook_stats(torch.tensor([[0, 1], [2, 3]]))
     assert float(s["usage"]) == 1.0 and float(s["perplexity"]) == pytest.approx(4.0)
-    assert float(codebook_usage(torch.zeros(4))["perplexity"]) == pytest.approx(1.0)
+    assert float(codebook_stats(torch.zeros(4), as_tensors=True)["perplexity"]) == pytest.approx(1.0)
     vq.train()
     vq(torch.randn(16, 2))
     _, ids, aux = vq(torch.zeros(0, 2))  # an empty batch is harmless
@@ -268,3 +269,64 @@ def test_usage_stats_and_errors():
         VectorQuantizer(4, 2, distance="dot")
     with pytest.raises(SemtokError, match="last dim"):
         vq(torch.randn(3, 5))
+
+
+def _every_quantizer() -> dict[str, tuple[torch.nn.Module, int]]:
+    """One of each quantizer (name -> (module, input dim)), seeded."""
+    from semtok.quantizers import FSQ, ClusterCodebook, OnlineCodebook
+
+    torch.manual_seed(0)
+    return {
+        "vq-train": (VectorQuantizer(16, 4, dead_code_steps=1).train(), 4),
+        "vq-eval": (VectorQuantizer(16, 4).eval(), 4),
+        "fsq": (FSQ([3, 4]), 2),
+        "cluster": (ClusterCodebook(16, 4), 4),
+        "online": (OnlineCodebook(16, 4), 4),
+    }
+
+
+def test_every_quantizer_returns_the_documented_aux():
+    from semtok.quantizers import AUX_KEYS
+
+    extras = {"cluster": {"cosine"}}  # the documented quantizer-specific keys
+    for name, (quantizer, dim) in _every_quantizer().items():
+        z = F.normalize(torch.randn(40, dim), dim=-1)
+        q, ids, aux = quantizer(z)
+        assert q.shape == z.shape and ids.shape == (40,) and ids.dtype == torch.int64, name
+        assert set(aux) == set(AUX_KEYS) | extras.get(name, set()), name
+        for key in ("loss", "commit_loss", "usage", "perplexity", "entropy_nats"):
+            assert aux[key].ndim == 0 and aux[key].dtype == torch.float32, (name, key)
+        assert not aux["commit_loss"].requires_grad, name
+        assert aux["codes_used"].ndim == 0 and aux["codes_used"].dtype == torch.int64, name
+        assert isinstance(aux["restarted"], int), name
+        counts = aux["counts"]
+        assert counts.shape == (quantizer.num_codes,) and counts.dtype == torch.float32, name
+        assert torch.equal(counts, torch.bincount(ids, minlength=quantizer.num_codes).float()), name
+        # the statistics are codebook_stats of the counts, and agree with the host (fp64) numbers
+        expected = codebook_stats(counts, as_tensors=True)
+        host = codebook_stats(counts)
+        for key in ("usage", "perplexity", "entropy_nats", "codes_used"):
+            assert torch.equal(aux[key], expected[key]), (name, key)
+            assert float(aux[key]) == pytest.approx(host[key], rel=1e-5), (name, key)
+        if hasattr(quantizer, "codebook_stats"):
+            method = quantizer.codebook_stats(ids)
+            assert all(torch.equal(method[k], expected[k]) for k in expected), name
+
+
+def test_empty_histogram_convention_everywhere():
+    """An empty histogram: usage 0, entropy 0, perplexity exp(0) = 1, codes_used 0, for every caller."""
+    empty = {"usage": 0.0, "perplexity": 1.0, "entropy_nats": 0.0, "codes_used": 0}
+    for counts in (torch.zeros(4), torch.zeros(4, dtype=torch.long)):
+        host = codebook_stats(counts)
+        assert host == empty and all(type(host[k]) is type(v) for k, v in empty.items())
+        assert {k: v.item() for k, v in codebook_stats(counts, as_tensors=True).items()} == empty
+    for name, (quantizer, dim) in _every_quantizer().items():
+        if name == "vq-train":
+            quantizer(torch.randn(32, dim))  # initialise first: k-means needs vectors
+        _, ids, aux = quantizer(torch.zeros(0, dim))
+        assert ids.shape == (0,), name
+        assert {k: aux[k].item() for k in empty} == empty, name
+        assert float(aux["counts"].sum()) == 0.0, name
+        if hasattr(quantizer, "codebook_stats"):
+            got = quantizer.codebook_stats(torch.zeros(0, dtype=torch.long))
+            assert {k: v.item() for k, v in got.items()} == empty, name

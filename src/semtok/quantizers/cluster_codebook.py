@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtok.errors import SemtokError
+from semtok.quantizers.aux_schema import build_aux
 from semtok.quantizers.kmeans import cluster_sums, nearest_code
-from semtok.quantizers.vector_quantizer import codebook_usage
 
 
 class ClusterCodebook(nn.Module):
@@ -46,16 +46,17 @@ class ClusterCodebook(nn.Module):
         return nearest_code(x, self.codebook.float(), "cosine", self.chunk_size)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        """``z`` [..., C] -> (code vectors [..., C] fp32, ids z.shape[:-1], aux with ``loss`` (0),
-        ``usage``, ``perplexity`` and ``cosine`` (mean cosine of z to its code))."""
+        """``z`` [..., C] any float dtype -> (code vectors [..., C] fp32 (unit norm, no gradient), ids
+        ``z.shape[:-1]`` int64 in ``[0, K)``, aux): aux follows :mod:`semtok.quantizers.aux_schema` (``loss`` and
+        ``commit_loss`` 0, ``restarted`` 0) plus ``cosine`` (mean cosine of z to its code)."""
         if z.shape[-1] != self.code_dim:
             raise SemtokError(f"codebook expects last dim {self.code_dim}, got shape {tuple(z.shape)}")
         flat = F.normalize(z.reshape(-1, self.code_dim).float(), dim=-1)
         ids = nearest_code(flat.detach(), self.codebook.float(), "cosine", self.chunk_size)
         q = F.embedding(ids, self.codebook.float())
         counts, _ = cluster_sums(flat.detach(), ids, self.num_codes)
-        aux = {"loss": flat.new_zeros(()), **codebook_usage(counts)}
-        aux["cosine"] = (flat.detach() * q).sum(-1).mean() if flat.numel() else flat.new_zeros(())
+        cosine = (flat.detach() * q).sum(-1).mean() if flat.numel() else flat.new_zeros(())
+        aux = build_aux(flat.new_zeros(()), flat.new_zeros(()), counts, cosine=cosine)
         return q.reshape(z.shape), ids.reshape(z.shape[:-1]), aux
 
     @torch.no_grad()

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from semtok.errors import SemtokError
-from semtok.quantizers.vector_quantizer import codebook_usage
+from semtok.metrics.codebook import codebook_stats
+from semtok.quantizers.aux_schema import build_aux
 
 
 class FSQ(nn.Module):
@@ -82,9 +83,9 @@ class FSQ(nn.Module):
             ``quantized``: z's shape and dtype, values in [-1, 1] on the code grid; its gradient is that of
             ``bound(z) / (L // 2)`` (rounding is straight-through).
             ``ids``: ``z.shape[:-1]`` int64 in ``[0, num_codes)``.
-            ``aux``: ``"loss"`` and ``"commit_loss"`` (0-d fp32 zeros; FSQ has no auxiliary loss),
-            ``"usage"`` and ``"perplexity"`` of this batch (see
-            :func:`~semtok.quantizers.vector_quantizer.codebook_usage`), ``"restarted"`` 0.
+            ``aux``: the schema of :mod:`semtok.quantizers.aux_schema`: ``"loss"`` and ``"commit_loss"``
+            (0-d fp32 zeros; FSQ has no auxiliary loss), the usage statistics and ``"counts"`` of this batch,
+            ``"restarted"`` 0.
         """
         if z.shape[-1] != self.code_dim:
             raise SemtokError(f"FSQ expects last dim {self.code_dim}, got shape {tuple(z.shape)}")
@@ -95,9 +96,8 @@ class FSQ(nn.Module):
             digits = torch.round(bounded).long() + self._half_width.long()
             ids = (digits * self._basis).sum(dim=-1)
             zero = torch.zeros((), device=z.device, dtype=torch.float32)
-            aux = {"loss": zero, "commit_loss": zero.clone()}
-            aux.update(codebook_usage(torch.bincount(ids.reshape(-1), minlength=self.num_codes)))
-            aux["restarted"] = 0
+            counts = torch.bincount(ids.reshape(-1), minlength=self.num_codes)
+            aux = build_aux(zero, zero.clone(), counts)
         return quantized.to(z.dtype), ids, aux
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
@@ -107,5 +107,6 @@ class FSQ(nn.Module):
 
     @torch.no_grad()
     def codebook_stats(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Usage and perplexity of the codes in ``ids`` (int64, any shape)."""
-        return codebook_usage(torch.bincount(ids.reshape(-1), minlength=self.num_codes))
+        """:func:`~semtok.metrics.codebook.codebook_stats` (0-d tensors, no host sync) of the codes in ``ids``
+        (int64, any shape)."""
+        return codebook_stats(torch.bincount(ids.reshape(-1), minlength=self.num_codes), as_tensors=True)

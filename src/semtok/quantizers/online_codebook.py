@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from semtok.quantizers.aux_schema import build_aux
 from semtok.quantizers.kmeans import kmeans, nearest_code
 
 
@@ -22,7 +23,9 @@ def _world() -> int:
 
 class OnlineCodebook(nn.Module):
     """A learned codebook ``weight`` [K, C] (codes: its l2-normalised rows) with ``steps_unused`` [K] and
-    ``initialized`` buffers. ``forward(x_NC unit rows) -> (codebook loss, ids [N], counts [K])``."""
+    ``initialized`` buffers. ``forward(x_NC unit rows) -> (codes [N, C], ids [N], aux)``, the quantizer triple;
+    a training step is ``forward``, backward of ``aux["loss"]``, optimizer step, all-reduce of ``aux["counts"]``
+    (several processes), then :meth:`reseed`."""
 
     def __init__(self, num_codes: int, code_dim: int, kmeans_iters: int = 10) -> None:
         super().__init__()
@@ -43,14 +46,29 @@ class OnlineCodebook(nn.Module):
         self.weight.copy_(centroids)
         self.initialized.fill_(True)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Assign ``x`` to its nearest codes.
+
+        Args:
+            x: ``[N, C]`` any float dtype, l2-normalised rows (the math runs in fp32, autocast off).
+
+        Returns:
+            ``codes_NC``: ``[N, C]`` fp32, the chosen codes (unit rows), differentiable w.r.t. ``weight``.
+            ``ids_N``: ``[N]`` int64 in ``[0, K)`` (nearest code by cosine).
+            ``aux``: the schema of :mod:`semtok.quantizers.aux_schema`: ``"loss"`` is the codebook loss
+            ``mse(codes_NC, x)`` (0-d fp32, its gradient goes to ``weight`` only), ``"commit_loss"`` 0,
+            ``"counts"`` this process's ``[K]`` fp32 code counts (pass them, all-reduced, to :meth:`reseed`),
+            ``"restarted"`` 0 (re-seeding happens in :meth:`reseed`).
+        """
         with torch.autocast(device_type=x.device.type, enabled=False):  # codebook math in fp32
             x = x.float()
             codes = self.codes()
             ids = nearest_code(x, codes.detach(), "cosine")
-            loss = F.mse_loss(F.embedding(ids, codes), x)
+            codes_NC = F.embedding(ids, codes)
+            loss = F.mse_loss(codes_NC, x)
             counts = torch.bincount(ids, minlength=self.num_codes).float()
-        return loss, ids, counts
+            aux = build_aux(loss, loss.new_zeros(()), counts)
+        return codes_NC, ids, aux
 
     @torch.no_grad()
     def reseed(self, x: torch.Tensor, counts: torch.Tensor, reseed_steps: int) -> int:

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtok.errors import SemtokError
+from semtok.metrics.codebook import codebook_stats
+from semtok.quantizers.aux_schema import build_aux
 from semtok.quantizers.kmeans import DISTANCES, cluster_sums, kmeans, nearest_code
 
 
@@ -36,23 +38,6 @@ class VectorQuantizerConfig:
     dead_code_steps: int = 50  # 0 turns restarts off
     chunk_size: int | None = None  # rows scored at a time; None: blocks of 2**25 scores (128 MB)
     eps: float = 1e-5
-
-
-def codebook_usage(counts: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Usage and perplexity of a code histogram.
-
-    Args:
-        counts: ``[K]`` non-negative counts (any dtype) of each code.
-
-    Returns:
-        ``{"usage": share of codes with a count > 0, in [0, 1],
-        "perplexity": exp(entropy in nats) of the normalised histogram, in [1, K]}``, both 0-d fp32
-        tensors (no host sync; ``float()`` them to log). An empty histogram gives usage 0, perplexity 1.
-    """
-    counts = counts.detach().float()
-    probs = counts / counts.sum().clamp_min(1e-12)
-    entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
-    return {"usage": (counts > 0).float().mean(), "perplexity": entropy.exp()}
 
 
 def _world_size() -> int:
@@ -152,9 +137,9 @@ class VectorQuantizer(nn.Module):
             straight-through identity ``z' + (q - z').detach()`` (z' = normalised z for cosine) in the
             backward pass.
             ``ids``: ``z.shape[:-1]`` int64 in ``[0, num_codes)``.
-            ``aux``: ``"loss"`` (commitment_weight * commit_loss, 0-d fp32 with grad), ``"commit_loss"``
-            (mse(z', q), detached), ``"usage"`` and ``"perplexity"`` of this process's batch (see
-            :func:`codebook_usage`), ``"restarted"`` (int, codes re-seeded this step; 0 in eval).
+            ``aux``: the schema of :mod:`semtok.quantizers.aux_schema`: ``"loss"`` (commitment_weight *
+            commit_loss, 0-d fp32 with grad), ``"commit_loss"`` (mse(z', q), detached), the usage statistics and
+            ``"counts"`` of this process's batch, ``"restarted"`` (int, codes re-seeded this step; 0 in eval).
         """
         if z.shape[-1] != self.code_dim:
             raise SemtokError(f"quantizer expects last dim {self.code_dim}, got shape {tuple(z.shape)}")
@@ -169,14 +154,12 @@ class VectorQuantizer(nn.Module):
             ids = nearest_code(x, codebook, self.distance, self.chunk_size)
             q = F.embedding(ids, codebook)
             commit = F.mse_loss(flat, q) if flat.numel() else flat.sum()  # empty batch: 0, not NaN
-            aux = {"loss": self.commitment_weight * commit, "commit_loss": commit.detach()}
             if self.training:
                 counts, sums = cluster_sums(x, ids, self.num_codes)
-                aux.update(codebook_usage(counts))
-                aux["restarted"] = self._update(x, counts, sums)
+                restarted = self._update(x, counts, sums)
             else:
-                aux.update(codebook_usage(torch.bincount(ids, minlength=self.num_codes)))
-                aux["restarted"] = 0
+                counts, restarted = torch.bincount(ids, minlength=self.num_codes), 0
+            aux = build_aux(self.commitment_weight * commit, commit.detach(), counts, restarted)
             quantized = flat + (q - flat).detach()
         return quantized.to(z.dtype).reshape(z.shape), ids.reshape(z.shape[:-1]), aux
 
@@ -187,8 +170,9 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def codebook_stats(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Usage and perplexity (see :func:`codebook_usage`) of the codes in ``ids`` (int64, any shape)."""
-        return codebook_usage(torch.bincount(ids.reshape(-1), minlength=self.num_codes))
+        """:func:`~semtok.metrics.codebook.codebook_stats` (0-d tensors, no host sync) of the codes in ``ids``
+        (int64, any shape)."""
+        return codebook_stats(torch.bincount(ids.reshape(-1), minlength=self.num_codes), as_tensors=True)
 
     # ---------------------------------------------------------------- training updates
     @torch.no_grad()
