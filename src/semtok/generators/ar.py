@@ -15,8 +15,10 @@ prefix only. Sampling lives in :mod:`semtok.generators.sampling`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -290,3 +292,12 @@ class ARTransformer(nn.Module, PretrainedModel):
         for index, block in enumerate(self.blocks):
             x = block(x, rope, (cache.keys[index], cache.values[index]), pos)
         return self.head(self.norm(x[:, -1])).float()
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *, extra: dict | None = None, **kwargs: Any
+    ) -> Path:
+        """:meth:`PretrainedModel.save_pretrained`. Transitional: ``extra`` (the provenance ``training.ar`` passes)
+        is merged into ``info``; new code sets ``model.info`` and passes no ``extra``."""
+        if extra:
+            self.info = {**self.info, **extra}
+        return super().save_pretrained(save_directory, **kwargs)

@@ -110,7 +110,9 @@ def _download(
     try:
         config_path = Path(hf_hub_download(filename=CONFIG_FILE, **kwargs))
         hf_hub_download(filename=WEIGHTS_FILE, **kwargs)
-    except Exception as error:  # the hub client's errors are many (HTTP, offline, cache, validation): one line
+    except (
+        Exception
+    ) as error:  # the hub client's errors are many (HTTP, offline, cache, validation): one line
         detail = (str(error).strip().splitlines() or [""])[0][:200]
         raise SemtokError(
             f"{noun} '{repo_id}' does not exist locally and could not be loaded from the Hugging Face hub "
@@ -191,6 +193,8 @@ class PretrainedModel(ModelHubMixin):
         """
         if config is not None:
             raise SemtokError("save_pretrained: config.json is written from model.config; pass no config")
+        if push_to_hub_kwargs and not push_to_hub:
+            raise SemtokError(f"save_pretrained: unknown argument(s) {', '.join(sorted(push_to_hub_kwargs))}")
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._save_pretrained(directory)
@@ -275,13 +279,17 @@ class PretrainedModel(ModelHubMixin):
         return cls.load_folder(directory, map_location)
 
     @classmethod
-    def load_folder(cls: type[T], directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> T:
+    def load_folder(
+        cls: type[T], directory: str | os.PathLike, map_location: str | torch.device = "cpu"
+    ) -> T:
         """Load a model folder itself (no run folder, no repo id): the checks every model shares."""
         directory = Path(directory)
         meta = read_model_config(directory)
         target = cls._class_for_kind(meta["kind"], directory)
         if not isinstance(meta.get("config"), dict):
-            raise SemtokError(f"'{directory / CONFIG_FILE}' is not a semtok model config (needs a 'config' mapping)")
+            raise SemtokError(
+                f"'{directory / CONFIG_FILE}' is not a semtok model config (needs a 'config' mapping)"
+            )
         config = from_dict(target.config_class, meta["config"], prefix=target.config_prefix)
         model = target(config)
         weights = directory / WEIGHTS_FILE
