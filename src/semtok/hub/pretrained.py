@@ -216,7 +216,10 @@ class PretrainedModel(ModelHubMixin):
             "config": to_dict(self.config),
             "info": self.info,
         }
-        text = json.dumps(meta, indent=2)  # before any write: info that is not JSON-ready fails here
+        try:  # before any write, so a bad info never leaves a half-saved folder
+            text = json.dumps(meta, indent=2)
+        except (TypeError, ValueError) as error:
+            raise SemtokError(f"save_pretrained: model.info must be JSON-ready ({error})") from None
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         atomic_write(
             save_directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": self.kind})
@@ -290,8 +293,10 @@ class PretrainedModel(ModelHubMixin):
             raise SemtokError(
                 f"'{directory / CONFIG_FILE}' is not a semtok model config (needs a 'config' mapping)"
             )
-        config = from_dict(target.config_class, meta["config"], prefix=target.config_prefix)
-        model = target(config)
+        try:  # an unknown key, a bad value: the config error, naming the file it is in
+            model = target(from_dict(target.config_class, meta["config"], prefix=target.config_prefix))
+        except SemtokError as error:
+            raise SemtokError(f"'{directory / CONFIG_FILE}': {error}") from None
         weights = directory / WEIGHTS_FILE
         if not weights.is_file():
             raise SemtokError(f"'{directory}' has no {WEIGHTS_FILE}")
