@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -88,6 +89,10 @@ def test_round_trip(tmp_path: Path, folder: str):
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     assert torch.equal(outputs(loaded), outputs(model))
+    twin = copy.deepcopy(model)  # (ModelHubMixin.__new__ must not get in the way of copies)
+    assert (
+        twin.info == model.info and twin.info is not model.info and torch.equal(outputs(twin), outputs(model))
+    )
     saved.joinpath("model.safetensors").unlink()
     model.save_pretrained(saved)  # saving again fills the folder in again
     assert type(model).from_pretrained(saved).info == model.info
@@ -117,7 +122,7 @@ def test_one_resolver_wording(tmp_path: Path):
             resolve_model_dir(tmp_path / "missing", folder)
         assert str(error.value) == (
             f"{noun} '{tmp_path / 'missing'}' does not exist: expected a run folder (holding {folder}/), "
-            f"a {noun} folder or a hub repo id org/name"
+            f"{'an' if folder == 'ar' else 'a'} {noun} folder or a hub repo id org/name"
         )
         with pytest.raises(SemtokError) as error:
             resolve_model_dir(tmp_path, folder)
@@ -129,7 +134,7 @@ def test_wrong_kind_names_both(tmp_path: Path):
     tiny_judge().save_pretrained(tmp_path / "judge")
     with pytest.raises(SemtokError, match=r"holds a 'fsq' model, not a judge \(kind 'judge'\)"):
         Judge.from_pretrained(tmp_path / "tok")
-    with pytest.raises(SemtokError, match=r"holds a 'fsq' model, not a AR model \(kind 'ar'\)"):
+    with pytest.raises(SemtokError, match=r"holds a 'fsq' model, not an AR model \(kind 'ar'\)"):
         ARTransformer.from_pretrained(tmp_path / "tok")
     with pytest.raises(SemtokError, match="unknown kind 'judge'"):
         Tokenizer.from_pretrained(tmp_path / "judge")

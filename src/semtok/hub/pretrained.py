@@ -47,6 +47,10 @@ def _noun(folder: str) -> str:
     return FOLDER_NOUNS.get(folder, folder)
 
 
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def resolve_model_dir(
     path: str | os.PathLike,
     folder: str,
@@ -83,7 +87,7 @@ def resolve_model_dir(
         return local
     if not _REPO_ID.match(text):
         raise SemtokError(
-            f"{noun} '{local}' does not exist: expected a run folder (holding {folder}/), a {noun} folder "
+            f"{noun} '{local}' does not exist: expected a run folder (holding {folder}/), {_a(noun)} folder "
             "or a hub repo id org/name"
         )
     return _download(text, noun, revision, cache_dir, force_download, local_files_only, token)
@@ -314,7 +318,7 @@ class PretrainedModel(ModelHubMixin):
         """The class that loads a folder of ``kind``; a base class with a registry overrides this."""
         if kind != cls.kind:
             raise SemtokError(
-                f"'{directory}' holds a '{kind}' model, not a {_noun(cls.run_folder)} (kind '{cls.kind}')"
+                f"'{directory}' holds a '{kind}' model, not {_a(_noun(cls.run_folder))} (kind '{cls.kind}')"
             )
         return cls
 
