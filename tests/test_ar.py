@@ -148,9 +148,9 @@ def test_train_ar_learns_resumes_exactly_and_saves(tmp_path):
 
     learned = run(tmp_path / "learned", 120)
     assert learned["val_nll"] < 0.3 < straight["val_nll"]
-    model, meta = ARTransformer.from_pretrained(tmp_path / "learned" / "ar")
+    model = ARTransformer.from_pretrained(tmp_path / "learned" / "ar")
     assert model.config.vocab_size == 16 and model.config.grid == (2, 4) and model.config.num_classes == 2
-    assert meta["class_names"] == ["a", "b"]
+    assert model.info["class_names"] == ["a", "b"]
     greedy = generate(model, torch.tensor([0, 1]), SamplingConfig(temperature=0.0, cfg_scale=1.0))
     assert torch.equal(greedy, sequences)
 

@@ -60,7 +60,7 @@ def evaluate_generation(
 
     sampling = sampling or SamplingConfig()
     sampler = Sampler(path, tokenizer)
-    data = data or (sampler.meta.get("data") or {}).get("dataset")
+    data = data or (sampler.info.get("data") or {}).get("dataset")
     if not data:
         raise SemtokError(f"'{sampler.ar_dir}' does not record its data set: pass --data")
     image_size = sampler.tokenizer.config.image_size
@@ -117,15 +117,17 @@ def evaluate_generation(
     }
     results.update(inception_score_report(logits))
     if judge is not None and sampler.num_classes > 0:
-        from semtok.evaluation.judge import Judge, class_accuracy, resolve_judge_dir
+        from semtok.evaluation.judge import Judge, class_accuracy
+        from semtok.hub.pretrained import resolve_model_dir
 
-        judge_model = Judge.from_pretrained(judge)
+        judge_dir = resolve_model_dir(judge, "judge")
+        judge_model = Judge.from_pretrained(judge_dir)
         if judge_model.num_classes != sampler.num_classes:
             raise SemtokError(
                 f"--judge '{judge}' knows {judge_model.num_classes} classes, the AR model {sampler.num_classes}"
             )
         results["class_accuracy"] = class_accuracy(judge_model, images, labels)
-        results["judge"] = str(resolve_judge_dir(judge))
+        results["judge"] = str(judge_dir)
     else:
         reason = (
             "no --judge given (train one with `semtok train judge`)"

@@ -4,28 +4,22 @@ It is trained on the train split of a labelled data set (``semtok train judge``;
 MNIST-5k as RGB 32x32, 10 classes) and then scores class-conditional generators: the share of samples generated
 for label ``y`` that the judge classifies as ``y`` (:func:`class_accuracy`).
 
-Folder format (like a tokenizer's, see ``semtok.tokenizers.base``): ``config.json`` (``kind: "judge"``, the
+Folder format (every model's, see ``semtok.hub.pretrained``): ``config.json`` (``kind: "judge"``, the
 semtok version, the :class:`JudgeConfig` fields and free-form ``info`` such as the validation accuracy) and
 ``model.safetensors``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from semtok.config import from_dict, to_dict
 from semtok.errors import SemtokError
-from semtok.hub.files import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load_state_checked
+from semtok.hub.pretrained import PretrainedModel
 
 __all__ = ["Judge", "JudgeConfig", "class_accuracy"]
 
@@ -97,19 +91,24 @@ class BasicBlock(nn.Module):
         return self.shortcut(x) + h
 
 
-class Judge(nn.Module):
+class Judge(nn.Module, PretrainedModel):
     """Image classifier: ``classify(images_B3HW in [-1, 1]) -> logits [B, num_classes]`` (float32).
 
     ``forward`` is the raw network on images already at ``config.image_size`` (used in training);
     ``classify`` also accepts uint8 images and other sizes (resized, see :meth:`prepare`).
+    ``save_pretrained`` / ``from_pretrained`` (a judge folder, a run folder holding ``judge/``, or a hub repo id):
+    :class:`semtok.hub.pretrained.PretrainedModel`.
     """
 
-    kind = KIND
+    kind: ClassVar[str] = KIND
+    config_class: ClassVar[type] = JudgeConfig
+    run_folder: ClassVar[str] = "judge"
+    config_prefix: ClassVar[str] = "model."
 
     def __init__(self, config: JudgeConfig, info: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.config = config
-        self.info: dict[str, Any] = dict(info or {})
+        self.info = dict(info or {})
         width = config.width
         self.stem = nn.Conv2d(config.in_channels, width, 3, config.stem_stride, 1, bias=False)
         blocks: list[nn.Module] = []
@@ -178,61 +177,6 @@ class Judge(nn.Module):
         if not out:
             return torch.zeros(0, self.num_classes)
         return torch.cat(out)
-
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically, file by file)."""
-        from semtok import __version__
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "kind": KIND,
-            "semtok_version": __version__,
-            "config": to_dict(self.config),
-            "info": self.info,
-        }
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": KIND}))
-        atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str = "cpu") -> Judge:
-        """Load a judge folder (or a run folder holding ``judge/``), in eval mode."""
-        directory = resolve_judge_dir(directory)
-        config_path = directory / CONFIG_FILE
-        try:
-            meta = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise SemtokError(f"judge '{config_path}' is not valid JSON ({error.msg})") from None
-        if not isinstance(meta, dict) or meta.get("kind") != KIND or not isinstance(meta.get("config"), dict):
-            found = meta.get("kind") if isinstance(meta, dict) else None
-            raise SemtokError(
-                f"judge '{directory}': config.json describes a {found!r}, expected kind 'judge' with a 'config'"
-            )
-        config = from_dict(JudgeConfig, meta["config"], prefix="model.")
-        model = cls(config, info=meta.get("info") if isinstance(meta.get("info"), dict) else None)
-        weights = directory / WEIGHTS_FILE
-        if not weights.exists():
-            raise SemtokError(f"judge '{directory}' has no {WEIGHTS_FILE}")
-        try:
-            state = load_file(str(weights), device=map_location)
-        except (SafetensorError, OSError) as error:
-            raise SemtokError(f"judge '{weights}' is not a readable safetensors file ({error})") from None
-        load_state_checked(model, state, f"judge '{weights}' does not match its config.json")
-        return model.to(map_location).eval()
-
-
-def resolve_judge_dir(path: str | os.PathLike) -> Path:
-    """A run folder (holding ``judge/``) or a judge folder itself -> the judge folder."""
-    path = Path(path)
-    if (path / "judge" / CONFIG_FILE).exists():
-        return path / "judge"
-    if not path.exists():
-        raise SemtokError(f"judge '{path}' does not exist: expected a judge run folder or a judge folder")
-    if not (path / CONFIG_FILE).exists():
-        raise SemtokError(f"judge '{path}' holds no judge (no config.json, no judge/config.json)")
-    return path
 
 
 def class_accuracy(

@@ -14,22 +14,16 @@ prefix only. Sampling lives in :mod:`semtok.generators.sampling`.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from semtok.config import from_dict, to_dict
 from semtok.errors import SemtokError
-from semtok.hub.files import atomic_write, load_state_checked
+from semtok.hub.pretrained import PretrainedModel
 
 # name -> (depth, width, heads); "medium" is the paper's 24 x 1024 x 16, the others follow LlamaGen's ladder.
 AR_SIZES: dict[str, tuple[int, int, int]] = {
@@ -40,8 +34,6 @@ AR_SIZES: dict[str, tuple[int, int, int]] = {
     "medium": (24, 1024, 16),
     "large": (36, 1280, 20),
 }
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -214,12 +206,20 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
-class ARTransformer(nn.Module):
+class ARTransformer(nn.Module, PretrainedModel):
     """Decoder-only transformer over ``[class] + image tokens``; see the module docstring.
 
     ``forward(ids_BN, labels_B)`` gives next-token logits ``[B, N, vocab_size]`` (float) where position ``t``
     predicts image token ``t``. Labels are ints in ``[0, num_classes]`` (``num_classes`` = null class).
+
+    ``save_pretrained(dir)`` / ``ARTransformer.from_pretrained(dir)`` (a model folder, a run folder holding
+    ``ar/``, or a hub repo id): :class:`semtok.hub.pretrained.PretrainedModel`, kind ``"ar"``. ``info`` holds the
+    training provenance (``tokenizer`` folder, ``tokens`` file, ``data``, ``class_names``).
     """
+
+    kind: ClassVar[str] = "ar"
+    config_class: ClassVar[type] = ARConfig
+    run_folder: ClassVar[str] = "ar"
 
     def __init__(self, config: ARConfig) -> None:
         super().__init__()
@@ -290,39 +290,3 @@ class ARTransformer(nn.Module):
         for index, block in enumerate(self.blocks):
             x = block(x, rope, (cache.keys[index], cache.values[index]), pos)
         return self.head(self.norm(x[:, -1])).float()
-
-    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-        """``config.json`` (kind "ar", config, ``extra`` such as the tokenizer path) + ``model.safetensors``."""
-        from semtok import __version__
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        extra = extra if extra is not None else getattr(self, "info", None)
-        meta = {"kind": "ar", "semtok_version": __version__, "config": to_dict(self.config), **(extra or {})}
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": "ar"}))
-        atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> tuple[ARTransformer, dict[str, Any]]:
-        """(model in eval mode, its config.json) from a folder written by :meth:`save_pretrained`."""
-        directory = Path(directory)
-        config_path = directory / CONFIG_FILE
-        if not config_path.exists():
-            raise SemtokError(f"'{directory}' is not an AR model folder: it has no {CONFIG_FILE}")
-        try:
-            meta = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise SemtokError(f"'{config_path}' is not valid JSON ({error.msg})") from None
-        if not isinstance(meta, dict) or meta.get("kind") != "ar":
-            raise SemtokError(f"'{config_path}' does not describe an AR model (kind 'ar')")
-        model = cls(from_dict(ARConfig, meta["config"]))
-        try:
-            state = load_file(str(directory / WEIGHTS_FILE))
-        except (SafetensorError, OSError) as error:
-            raise SemtokError(
-                f"'{directory / WEIGHTS_FILE}' is not a readable safetensors file ({error})"
-            ) from None
-        load_state_checked(model, state, f"'{directory / WEIGHTS_FILE}' does not match its AR config")
-        return model.eval(), meta

@@ -14,42 +14,33 @@ from typing import Any
 import torch
 
 from semtok.errors import SemtokError
-from semtok.generators.ar import CONFIG_FILE, WEIGHTS_FILE, ARTransformer
+from semtok.generators.ar import ARTransformer
 from semtok.generators.cpu_inference import pack_for_cpu
 from semtok.generators.sampling import SamplingConfig, generate
-from semtok.tokenizers.base import Tokenizer
+from semtok.hub.files import WEIGHTS_FILE
+from semtok.hub.pretrained import resolve_model_dir
+from semtok.tokenizers.base import Tokenizer, has_pixel_decoder
 
 
 def resolve_ar_dir(path: str | Path) -> Path:
-    """The AR model folder of a run folder (``RUN/ar``) or the folder itself."""
-    path = Path(path)
-    if (path / "ar" / CONFIG_FILE).exists():
-        return path / "ar"
-    if not path.exists():
-        raise SemtokError(f"'{path}' does not exist: expected an AR run folder or AR model folder")
-    if not (path / CONFIG_FILE).exists():
-        raise SemtokError(
-            f"'{path}' holds no AR model (no config.json, no ar/config.json): train one with `semtok train ar`"
-        )
-    return path
+    """Transitional: ``resolve_model_dir(path, "ar")``, kept only for ``cli`` until it calls that itself."""
+    return resolve_model_dir(path, "ar")
 
 
 class Sampler:
-    """An AR model and the tokenizer that decodes its tokens, loaded from an AR run or model folder.
+    """An AR model and the tokenizer that decodes its tokens, loaded from an AR run or model folder (or repo id).
 
-    ``tokenizer``: another tokenizer folder to decode with (default: the one recorded at training time); it must
-    have the same codebook size and grid.
+    ``tokenizer``: another tokenizer folder to decode with (default: the one recorded at training time, the AR
+    model's ``info["tokenizer"]``); it must have the same codebook size and grid.
     """
 
     def __init__(self, path: str | Path, tokenizer: str | Path | None = None) -> None:
-        from semtok.tokenizers.base import has_pixel_decoder, resolve_tokenizer_dir
-
-        self.ar_dir = resolve_ar_dir(path)
-        self.model, self.meta = ARTransformer.from_pretrained(self.ar_dir)
-        recorded = self.meta.get("tokenizer")
+        self.ar_dir = resolve_model_dir(path, "ar")
+        self.model = ARTransformer.from_pretrained(self.ar_dir)
+        recorded = self.info.get("tokenizer")
         if tokenizer is None and not recorded:
             raise SemtokError(f"'{self.ar_dir}' does not record its tokenizer: pass --tokenizer DIR")
-        self.tokenizer_dir = resolve_tokenizer_dir(tokenizer or recorded)
+        self.tokenizer_dir = resolve_model_dir(tokenizer or recorded, "tokenizer")
         self.tokenizer = Tokenizer.from_pretrained(self.tokenizer_dir)
         config = self.model.config
         if self.tokenizer.num_codes != config.vocab_size or tuple(self.tokenizer.grid_size) != tuple(
@@ -69,12 +60,17 @@ class Sampler:
         self.weights_sha256 = digest[:16]
 
     @property
+    def info(self) -> dict[str, Any]:
+        """The AR model's provenance (``tokenizer``, ``tokens``, ``data``, ``class_names``)."""
+        return self.model.info
+
+    @property
     def num_classes(self) -> int:
         return self.model.config.num_classes
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.meta.get("class_names") or [])
+        return list(self.info.get("class_names") or [])
 
     def check_class(self, label: int) -> None:
         if not 0 <= label < max(self.num_classes, 1) and not (self.num_classes == 0 and label == 0):
@@ -118,7 +114,7 @@ class Sampler:
             "tokenizer_kind": self.tokenizer.kind,
             "ar_model": str(self.ar_dir.resolve()),
             "ar_weights_sha256": self.weights_sha256,
-            "ar_tokens": self.meta.get("tokens"),
+            "ar_tokens": self.info.get("tokens"),
             "seed": seed,
             "seed_rule": "batch j of batch_size labels is drawn with generator seed seed * 1000003 + j",
             "batch_size": batch_size,

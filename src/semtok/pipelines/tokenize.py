@@ -36,13 +36,14 @@ def tokenize_dataset(
     ``augment`` "none" allows only ``views`` 1 (every view would be the same image). Augmentation applies to the
     train split only (as everywhere in semtok).
     """
-    from semtok.tokenizers.base import Tokenizer, resolve_tokenizer_dir
+    from semtok.hub.pretrained import resolve_model_dir
+    from semtok.tokenizers.base import Tokenizer
 
     if views < 1:
         raise SemtokError(f"--views: expected a positive number of views, got {views}")
     if views > 1 and (augment == "none" or split != "train"):
         raise SemtokError(f"--views {views}: several views need --augment flip|crop_flip on the train split")
-    tokenizer_dir = resolve_tokenizer_dir(tokenizer_path)
+    tokenizer_dir = resolve_model_dir(tokenizer_path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     size = tokenizer.config.image_size
     dataset = build_dataset(data, split, size, augment=augment, crop_scale=crop_scale, seed=seed)

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from semtok.config import from_dict, to_dict
 from semtok.errors import SemtokError
-from semtok.hub.files import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load_state_checked
+from semtok.hub.pretrained import PretrainedModel, resolve_model_dir
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {}
 
@@ -28,17 +23,20 @@ def register_tokenizer(cls: type[Tokenizer]) -> type[Tokenizer]:
     return cls
 
 
-class Tokenizer(nn.Module):
+class Tokenizer(nn.Module, PretrainedModel):
     """Maps images to a grid of discrete tokens and back.
 
     - ``encode(images_B3HW)``: float images in [-1, 1], [B, 3, H, W] -> ``ids_BHW`` int64 in [0, num_codes).
     - ``decode(ids_BHW)``: -> images [B, 3, H, W] in [-1, 1] (only tokenizers with a pixel decoder).
     - ``code_vectors(ids_BHW)``: -> the quantized vectors [B, D, h, w] float32 the ids stand for.
-    - ``save_pretrained(dir)`` / ``Tokenizer.from_pretrained(dir)``: ``config.json`` + ``model.safetensors``.
+    - ``save_pretrained(dir)`` / ``Tokenizer.from_pretrained(dir)``: ``config.json`` + ``model.safetensors``
+      (:class:`semtok.hub.pretrained.PretrainedModel`; a run folder holding ``tokenizer/`` or a hub repo id load
+      too); ``info`` is free-form provenance saved with it.
     """
 
     kind: ClassVar[str] = ""
     config_class: ClassVar[type]
+    run_folder: ClassVar[str] = "tokenizer"
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -85,41 +83,9 @@ class Tokenizer(nn.Module):
         codes_BhwD = quantizer.lookup(ids_BHW.to(device=device, dtype=torch.long))
         return codes_BhwD.float().permute(0, 3, 1, 2).contiguous()
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically, file by file)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {"kind": self.kind, "semtok_version": _version(), "config": to_dict(self.config)}
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        atomic_write(
-            directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": self.kind})
-        )
-        atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
-        return directory
-
-    @staticmethod
-    def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
-        """The parsed ``config.json`` of a tokenizer folder (kind, config), with clear errors."""
-        directory = Path(directory)
-        config_path = directory / CONFIG_FILE
-        if not directory.exists():
-            raise SemtokError(f"tokenizer folder '{directory}' does not exist")
-        if not config_path.exists():
-            raise SemtokError(f"'{directory}' is not a tokenizer folder: it has no {CONFIG_FILE}")
-        try:
-            meta = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise SemtokError(f"'{config_path}' is not valid JSON ({error.msg})") from None
-        if not isinstance(meta, dict) or "kind" not in meta or "config" not in meta:
-            raise SemtokError(f"'{config_path}' is not a semtok tokenizer config (needs 'kind' and 'config')")
-        return meta
-
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, map_location: str = "cpu") -> Tokenizer:
-        """Load a tokenizer folder; called on ``Tokenizer`` it picks the class from ``config.json``'s kind."""
-        directory = Path(directory)
-        meta = cls.read_meta(directory)
-        kind = meta["kind"]
+    def _class_for_kind(cls, kind: str, directory: Path) -> type[Tokenizer]:
+        """The registered tokenizer class of ``kind`` (called on a subclass: it must be one of its own)."""
         if kind not in TOKENIZERS:
             raise SemtokError(
                 f"'{directory}' holds a tokenizer of unknown kind '{kind}' (known: {list(TOKENIZERS)})"
@@ -127,19 +93,7 @@ class Tokenizer(nn.Module):
         target = TOKENIZERS[kind]
         if cls is not Tokenizer and not issubclass(target, cls):
             raise SemtokError(f"'{directory}' holds a '{kind}' tokenizer, not a '{cls.kind}' one")
-        config = from_dict(target.config_class, meta["config"])
-        model = target(config)
-        weights_path = directory / WEIGHTS_FILE
-        if not weights_path.exists():
-            raise SemtokError(f"'{directory}' has no {WEIGHTS_FILE}")
-        try:
-            state = load_file(str(weights_path), device=map_location)
-        except (SafetensorError, OSError) as error:
-            raise SemtokError(f"'{weights_path}' is not a readable safetensors file ({error})") from None
-        load_state_checked(
-            model, state, f"'{weights_path}' does not match a {kind} tokenizer with this config"
-        )
-        return model.eval()
+        return target
 
 
 def check_ids(ids_BHW: torch.Tensor, num_codes: int) -> None:
@@ -165,28 +119,16 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def _version() -> str:
-    from semtok import __version__
-
-    return __version__
-
-
 def config_replace(config: Any, **changes: Any) -> Any:
     return dataclasses.replace(config, **changes)
-
-
-def resolve_tokenizer_dir(path: str | Path) -> Path:
-    """A run folder (holding ``tokenizer/``) or a tokenizer folder itself -> the tokenizer folder."""
-    path = Path(path)
-    if (path / "tokenizer" / "config.json").exists():
-        return path / "tokenizer"
-    if not path.exists():
-        raise SemtokError(f"'{path}' does not exist: expected a run folder or a tokenizer folder")
-    if not (path / "config.json").exists():
-        raise SemtokError(f"'{path}' holds no tokenizer (no config.json, no tokenizer/config.json)")
-    return path
 
 
 def has_pixel_decoder(tokenizer: Tokenizer) -> bool:
     """Whether ``tokenizer.decode`` gives images (pixel tokenizers, or feature tokenizers with a pixel decoder)."""
     return getattr(tokenizer, "pixel_decoder", True) is not None
+
+
+def resolve_tokenizer_dir(path: str | Path) -> Path:
+    """Transitional: ``resolve_model_dir(path, "tokenizer")``, kept only for the callers not yet moved to it
+    (``cli``, ``training.pixel``, ``evaluation.tokenizer``, ``evaluation.probe``, ``visual.plots``)."""
+    return resolve_model_dir(path, "tokenizer")

@@ -89,7 +89,8 @@ class ClusterOnlineStage(Stage):
         x = F.normalize(features.permute(0, 2, 3, 1).reshape(-1, features.shape[1]).float(), dim=-1)
         if not bool(self.codebook.initialized):
             self.codebook.initialize(x)
-        loss, ids, counts = engine.modules["codebook"](x)
+        _, ids, aux = engine.modules["codebook"](x)
+        loss, counts = aux["loss"], aux["counts"]
         engine.optimize("codebook", loss)
         if engine.world > 1:
             dist.all_reduce(counts)
