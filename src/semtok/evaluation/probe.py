@@ -43,7 +43,7 @@ def pooled_code_vectors(
         unlabeled items).
     """
     if batch_size < 1:
-        raise SemtokError(f"--batch-size: expected an int >= 1, got {batch_size}")
+        raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     features, labels = [], []
     for images, batch_labels in iterate_batches(dataset, batch_size, progress, desc):
         ids_BHW = tokenizer.encode(images)

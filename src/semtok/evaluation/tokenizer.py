@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from semtok.data import build_dataset
+from semtok.errors import SemtokError
 from semtok.evaluation.common import evenly_spaced, iterate_batches
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.teachers.base import teacher_targets
@@ -37,6 +38,8 @@ def evaluate_tokenizer(
     With a pixel decoder: PSNR, SSIM, LPIPS (when its backbone weights are present) and rFID of the
     reconstructions against the same split's originals (TF-Inception pool3; the reference statistics are cached).
     """
+    if batch_size < 1:
+        raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     tokenizer_dir = resolve_tokenizer_dir(path)
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     image_size = tokenizer.config.image_size

@@ -48,7 +48,9 @@ class Sampler:
         self.model, self.meta = ARTransformer.from_pretrained(self.ar_dir)
         recorded = self.meta.get("tokenizer")
         if tokenizer is None and not recorded:
-            raise SemtokError(f"'{self.ar_dir}' does not record its tokenizer: pass --tokenizer DIR")
+            raise SemtokError(
+                f"'{self.ar_dir}' does not record its tokenizer: give a tokenizer folder (parameter 'tokenizer')"
+            )
         self.tokenizer_dir = resolve_tokenizer_dir(tokenizer or recorded)
         self.tokenizer = Tokenizer.from_pretrained(self.tokenizer_dir)
         config = self.model.config
@@ -78,7 +80,7 @@ class Sampler:
 
     def check_class(self, label: int) -> None:
         if not 0 <= label < max(self.num_classes, 1) and not (self.num_classes == 0 and label == 0):
-            raise SemtokError(f"--class: this model has classes 0..{self.num_classes - 1}, got {label}")
+            raise SemtokError(f"class label {label}: this model has classes 0..{self.num_classes - 1}")
 
     @torch.inference_mode()
     def sample(
