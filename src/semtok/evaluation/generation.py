@@ -140,7 +140,9 @@ def evaluate_generation(
         results["judge"] = str(resolve_judge_dir(judge))
     else:
         reason = (
-            "no --judge given (train one with `semtok train judge`)" if judge is None else "unconditional model"
+            "no --judge given (train one with `semtok train judge`)"
+            if judge is None
+            else "unconditional model"
         )
         results["class_accuracy_skipped"] = reason
     if samples_out is not None:
