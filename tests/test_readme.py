@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,12 +59,15 @@ def tiny_vqkd_with_decoder(folder: Path) -> Path:
 
 
 def test_api_names_are_lazy_and_documented():
+    code = "import sys, semtok; assert 'torch' not in sys.modules and callable(semtok.sample)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120).returncode == 0
     for name in semtok.__all__:
         value = getattr(semtok, name)
         if callable(value):
             assert value.__doc__, name
 
 
+@pytest.mark.slow  # the generation example's FID (sqrtm of 2048 x 2048 covariances) takes most of it
 def test_readme_python_api_examples_run(image_folder, tmp_path, monkeypatch):
     from semtok.config import load_config
     from semtok.training.ar import ARRunConfig, train_ar
