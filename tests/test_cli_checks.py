@@ -76,6 +76,7 @@ CASES = [
     (["evaluate", "{tmp}/tok", "--inception-weights", "{tmp}/adir"], "--inception-weights '{tmp}/adir'"),
     (["evaluate", "{tmp}/tok", "--lpips-weights", "{tmp}/w.pt"], "--lpips-weights"),
     (["evaluate", "{tmp}/tok", "--judge", "{tmp}/judge"], "--judge applies to generation metrics"),
+    (["evaluate", "{tmp}/arrun"], "'{tmp}/arrun' is an AR run: add --generation"),
     # evaluate --generation
     (["evaluate", "{tmp}/tok", "--generation"], "describes a 'vqkd', expected an AR model (kind 'ar')"),
     (

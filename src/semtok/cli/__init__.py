@@ -169,6 +169,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for flag, value in (("--judge", args.judge), ("--samples-out", args.samples_out)):
         if value is not None:
             raise SemtokError(f"{flag} applies to generation metrics: add --generation (PATH an AR run)")
+    if (Path(args.path) / "ar" / "config.json").is_file() and not (Path(args.path) / "tokenizer").is_dir():
+        raise SemtokError(f"'{args.path}' is an AR run: add --generation for its generation metrics")
     checks.tokenizer_folder(args.path)
     checks.data_source(args.data)
     checks.positive_int(args.batch_size, "--batch-size")
