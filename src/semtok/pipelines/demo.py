@@ -63,6 +63,8 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
     ``steps``: train every stage for this many steps (default: each config's own); ``fid``: False skips the
     Inception metrics (rFID, gFID, precision/recall), the slowest part on a CPU.
     """
+    check_demo_inputs(out, steps)
+
     from semtok.evaluation.generation import evaluate_generation
     from semtok.evaluation.tokenizer import evaluate_tokenizer
     from semtok.generators.sampler import Sampler
@@ -74,7 +76,6 @@ def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, f
     from semtok.training.vqkd import VQKDRunConfig, train_vqkd
     from semtok.visual.provenance import write_samples
 
-    check_demo_inputs(out, steps)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     step_override = [f"train.steps={steps}"] if steps else []
