@@ -248,6 +248,7 @@ def tokenize(
     batch_size: int = 128,
     views: int = 1,
     augment: str = "none",
+    crop_scale: tuple[float, float] = (0.08, 1.0),
     seed: int = 0,
     progress: bool = False,
 ) -> Path:
@@ -255,7 +256,8 @@ def tokenize(
 
     ``OUT.npy``: ids ``[views * N, h, w]`` (uint16 for codebooks of at most 65,536 codes, else int32) in
     ``[0, num_codes)``; ``OUT.labels.npy``: int64 ``[views * N]`` (-1 = unlabelled). ``views`` > 1 needs
-    ``augment`` "flip" or "crop_flip" on the train split (rows are view-major). Read it with :func:`load_tokens`.
+    ``augment`` "flip" or "crop_flip" (random resized crops of ``crop_scale`` of the area, then a flip) on the train
+    split; rows are view-major. Read it with :func:`load_tokens`.
     """
     from semtok.pipelines.tokenize import tokenize_dataset
 
@@ -269,6 +271,7 @@ def tokenize(
         batch_size=batch_size,
         views=views,
         augment=augment,
+        crop_scale=crop_scale,
         seed=seed,
         progress=progress,
     )
