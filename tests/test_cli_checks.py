@@ -88,7 +88,7 @@ CASES = [
     (["evaluate", "{tmp}/arrun", "--generation", "--samples-out", "{tmp}/s.jpg"], "ending in .png"),
     (["evaluate", "{tmp}/arrun", "--generation", "--batch-size", "-1"], "--batch-size"),
     (["evaluate", "{tmp}/arrun", "--generation", "--teacher-weights", "{tmp}/afile"], "tokenizer evaluation"),
-    (["evaluate", "{tmp}/arrun", "--generation", "--top-p", "0"], "top-p"),
+    (["evaluate", "{tmp}/arrun", "--generation", "--top-p", "0"], "top"),
     (["evaluate", "{tmp}/arrun", "--generation", "--split", "test"], "invalid choice: 'test'"),
     # probe
     (["probe", "{tmp}/tok", "--max-iter", "0"], "--max-iter: expected an int >= 1"),
@@ -132,7 +132,7 @@ CASES = [
         "--tokenizer '{tmp}/missing",
     ),
     (["sample", "{tmp}/arrun", "--tokenizer", "{tmp}/adir", "--out", "{tmp}/s.png"], "holds no tokenizer"),
-    (["sample", "{tmp}/arrun", "--top-k", "-1", "--out", "{tmp}/s.png"], "top-k"),
+    (["sample", "{tmp}/arrun", "--top-k", "-1", "--out", "{tmp}/s.png"], "top"),
     # reconstruct
     (
         ["reconstruct", "{tmp}/tok", "--out", "{tmp}/g.txt"],
