@@ -1,12 +1,52 @@
 """semtok: image tokenizers built from image-understanding models.
 
-``from semtok import Tokenizer`` then ``Tokenizer.from_pretrained(dir).encode(images)``.
+The Python API (each name matches a CLI verb; every path may be a run folder or a model folder)::
+
+    import semtok
+
+    tokenizer = semtok.load_tokenizer("runs/demo/decoder")      # Tokenizer: encode / decode
+    manifest = semtok.tokenize("runs/demo/decoder", "mnist5k", "train", "tokens/train")
+    ids, labels, info = semtok.load_tokens(manifest)
+    sampler = semtok.load_sampler("runs/demo/ar")               # AR model + the tokenizer that decodes it
+    images = semtok.sample(sampler, [0, 1, 2], seed=0)          # [3, 3, H, W] float in [-1, 1]
+    metrics = semtok.evaluate("runs/demo/decoder", "mnist5k")   # tokenizer metrics; an AR run: generation ones
+    top1 = semtok.probe("runs/demo/decoder", "mnist5k")
+    summary = semtok.train("vqkd", "vqkd-mnist", "runs/vqkd", overrides=["train.steps=100"])
+
+Everything is imported lazily, so ``import semtok`` (and ``semtok --help``) does not pay for torch.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from semtok.errors import SemtokError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from semtok.generators.sampler import Sampler
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.tokenizers.base import Tokenizer
 
 __version__ = "0.1.0"
-__all__ = ["Tokenizer", "__version__"]
+__all__ = [
+    "SamplingConfig",
+    "SemtokError",
+    "Tokenizer",
+    "__version__",
+    "evaluate",
+    "load_sampler",
+    "load_tokenizer",
+    "load_tokens",
+    "probe",
+    "sample",
+    "tokenize",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -15,4 +55,268 @@ def __getattr__(name: str) -> Any:
         from semtok.tokenizers import Tokenizer
 
         return Tokenizer
+    if name == "SamplingConfig":
+        from semtok.generators.sampling import SamplingConfig
+
+        return SamplingConfig
     raise AttributeError(f"module 'semtok' has no attribute {name!r}")
+
+
+def load_tokenizer(path: str | Path, map_location: str = "cpu") -> Tokenizer:
+    """The tokenizer in ``path`` (a run folder holding ``tokenizer/``, or a tokenizer folder), in eval mode.
+
+    ``tokenizer.encode(images)``: images ``[B, 3, H, W]`` float in [-1, 1] (H = W = ``tokenizer.config.image_size``)
+    -> ids ``[B, h, w]`` int64 in ``[0, tokenizer.num_codes)`` (``(h, w) = tokenizer.grid_size``).
+    ``tokenizer.decode(ids)`` -> images ``[B, 3, H, W]`` float in about [-1, 1] (needs a pixel decoder).
+    """
+    from semtok.hub.pretrained import resolve_model_dir
+    from semtok.tokenizers.base import Tokenizer
+
+    return Tokenizer.from_pretrained(resolve_model_dir(path, "tokenizer"), map_location=map_location)
+
+
+def load_sampler(path: str | Path, tokenizer: str | Path | None = None) -> Sampler:
+    """The AR model in ``path`` (an AR run folder holding ``ar/``, or an AR model folder) with the tokenizer that
+    decodes its tokens: the one recorded at training time, or ``tokenizer`` (same codebook size and grid).
+
+    ``sampler.num_classes``: class labels run over ``[0, num_classes)`` (0: an unconditional model);
+    ``sampler.class_names``; ``sampler.sample(labels, SamplingConfig(...), seed)`` -> (images, ids).
+    """
+    from semtok.generators.sampler import Sampler
+
+    return Sampler(path, tokenizer)
+
+
+def sample(
+    model: str | Path | Sampler,
+    labels: Sequence[int] | torch.Tensor,
+    *,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int = 600,
+    top_p: float = 0.92,
+    cfg_scale: float = 1.75,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> torch.Tensor:
+    """One image per class label, drawn by an AR model and decoded by its tokenizer.
+
+    Args:
+        model: a :class:`~semtok.generators.sampler.Sampler` (:func:`load_sampler`) or an AR run / model folder.
+        labels: ``[B]`` int class labels in ``[0, num_classes)`` (ignored by an unconditional model).
+        seed: batch ``j`` of ``batch_size`` labels is drawn with seed ``seed * 1000003 + j`` (reproducible).
+        temperature, top_k, top_p, cfg_scale: the sampling settings (defaults: the paper's; ``top_k`` 0 and
+            ``top_p`` 1 switch those filters off, ``cfg_scale`` 1 switches guidance off).
+
+    Returns:
+        images ``[B, 3, H, W]`` float32 in [-1, 1].
+    """
+    import torch
+
+    from semtok.generators.sampler import Sampler
+    from semtok.generators.sampling import SamplingConfig
+
+    sampling = SamplingConfig(temperature, top_k, top_p, cfg_scale)
+    sampler = model if isinstance(model, Sampler) else Sampler(model)
+    labels_B = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if labels_B.numel() == 0:
+        raise SemtokError("labels: expected at least one class label")
+    if sampler.num_classes > 0:
+        for label in {int(v) for v in labels_B}:
+            sampler.check_class(label)
+    images, _ = sampler.sample(labels_B, sampling, seed, batch_size, progress)
+    return images
+
+
+def _holds_ar_model(path: str | Path) -> bool:
+    import json
+
+    path = Path(path)
+    if (path / "ar" / "config.json").is_file():
+        return True
+    config = path / "config.json"
+    try:
+        return config.is_file() and json.loads(config.read_text()).get("kind") == "ar"
+    except (ValueError, AttributeError, OSError):
+        return False
+
+
+def evaluate(
+    path: str | Path,
+    data: str | None = None,
+    split: str = "val",
+    *,
+    batch_size: int = 128,
+    limit: int | None = None,
+    fid: bool = True,
+    inception_weights: str | None = None,
+    lpips_weights: str | None = None,
+    judge: str | Path | None = None,
+    seed: int = 0,
+    temperature: float = 1.0,
+    top_k: int = 600,
+    top_p: float = 0.92,
+    cfg_scale: float = 1.75,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Metrics of a tokenizer, or of an AR model's samples when ``path`` holds one.
+
+    A tokenizer (run or tokenizer folder): codebook ``usage`` in [0, 1], ``perplexity`` (exp of the code entropy),
+    ``entropy_nats``, ``teacher_cosine`` in [-1, 1]; with a pixel decoder ``psnr`` (dB), ``ssim`` in [-1, 1],
+    ``lpips`` (when its weights are present) and ``rfid`` (``fid=False`` skips it: the slowest metric on a CPU).
+
+    An AR model (run or model folder): one sample per label of ``split`` (sampling settings as in :func:`sample`),
+    ``gfid``, ``precision`` and ``recall`` in [0, 1] (k = 3), the Inception Score with ``inception_weights``, and
+    ``class_accuracy`` in [0, 1] with a ``judge`` folder (``semtok train judge``). ``fid`` must stay True.
+
+    ``data``: "mnist5k" or an image folder (default: the data set the run was trained on, else "mnist5k");
+    ``limit``: only an evenly spaced subset of that many images of the split. ``batch_size`` (default 128, as
+    ``semtok evaluate``) also fixes the sampling seeds, so equal settings give the CLI's numbers.
+    """
+    if split not in ("train", "val"):
+        raise SemtokError(f"split: expected 'train' or 'val', got {split!r}")
+    if _holds_ar_model(path):
+        from semtok.evaluation.generation import evaluate_generation
+        from semtok.generators.sampling import SamplingConfig
+
+        if not fid:
+            raise SemtokError("fid=False: generation metrics are all in the Inception feature space")
+        if lpips_weights is not None:
+            raise SemtokError("lpips_weights applies to a tokenizer, not to an AR model's samples")
+        sampling = SamplingConfig(temperature, top_k, top_p, cfg_scale)
+        return evaluate_generation(
+            path,
+            data,
+            split,
+            sampling,
+            seed,
+            judge,
+            inception_weights,
+            batch_size,
+            progress=progress,
+            limit=limit,
+        )
+    from semtok.evaluation.tokenizer import evaluate_tokenizer
+
+    if judge is not None:
+        raise SemtokError(
+            f"judge '{judge}': a judge scores an AR model's samples, but '{path}' holds no AR model"
+        )
+    return evaluate_tokenizer(
+        path,
+        data or _run_dataset(path),
+        split,
+        batch_size,
+        progress=progress,
+        fid=fid,
+        inception_weights=inception_weights,
+        lpips_weights=lpips_weights,
+        limit=limit,
+    )
+
+
+def _run_dataset(path: str | Path) -> str:
+    """The data set a run was trained on (``data.dataset`` of its config.yaml), else the embedded default."""
+    import yaml
+
+    config_path = Path(path) / "config.yaml"
+    if config_path.is_file():
+        raw = yaml.safe_load(config_path.read_text()) or {}
+        return str((raw.get("data") or {}).get("dataset") or "mnist5k")
+    return "mnist5k"
+
+
+def probe(
+    path: str | Path,
+    data: str | None = None,
+    *,
+    batch_size: int = 128,
+    max_iter: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Linear-probe top-1 (``val_top1`` in [0, 1]) of a tokenizer's frozen, mean-pooled code vectors: fit on the
+    train split of ``data`` (a labelled data set; default: the run's own, else "mnist5k"), scored on val."""
+    from semtok.evaluation.probe import linear_probe
+
+    return linear_probe(path, data or _run_dataset(path), batch_size, max_iter, seed, progress=progress)
+
+
+def tokenize(
+    path: str | Path,
+    data: str,
+    split: str,
+    out: str | Path,
+    *,
+    batch_size: int = 128,
+    views: int = 1,
+    augment: str = "none",
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    seed: int = 0,
+    progress: bool = False,
+) -> Path:
+    """Token ids of a whole data split, written as a token file; returns the manifest path ``OUT.json``.
+
+    ``OUT.npy``: ids ``[views * N, h, w]`` (uint16 for codebooks of at most 65,536 codes, else int32) in
+    ``[0, num_codes)``; ``OUT.labels.npy``: int64 ``[views * N]`` (-1 = unlabelled). ``views`` > 1 needs
+    ``augment`` "flip" or "crop_flip" (random resized crops of ``crop_scale`` of the area, then a flip) on the train
+    split; rows are view-major. Read it with :func:`load_tokens`.
+    """
+    from semtok.pipelines.tokenize import tokenize_dataset
+
+    if batch_size < 1:
+        raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
+    return tokenize_dataset(
+        path,
+        data,
+        split,
+        out,
+        batch_size=batch_size,
+        views=views,
+        augment=augment,
+        crop_scale=crop_scale,
+        seed=seed,
+        progress=progress,
+    )
+
+
+def load_tokens(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A token file (``NAME``, ``NAME.json`` or ``NAME.npy``): ids ``[N, h, w]`` (a read-only memory map, uint16 or
+    int32, values in ``[0, manifest["num_codes"])``), labels ``[N]`` int64 (-1 = unlabelled) and the manifest.
+
+    Shapes, dtypes and sizes are checked against the manifest first (a one-line :class:`SemtokError` otherwise).
+    """
+    from semtok.data.token_file import read_token_file
+
+    return read_token_file(path)
+
+
+def train(
+    stage: str,
+    config: Any = None,
+    out_dir: str | Path = "runs/run",
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict[str, Any]:
+    """Train stage ``stage`` (``vqkd``, ``cluster``, ``vqgan``, ``cvq``, ``fsq``, ``decoder``, ``judge``, ``ar``)
+    into ``out_dir``, as ``semtok train STAGE`` does.
+
+    ``config``: a run-config object, a named config / YAML path (default: the stage's default config), with
+    ``overrides`` (``"section.key=value"`` strings) applied to a named or YAML one. Returns the run summary
+    (also ``OUT/summary.json``); with ``stop_at`` the run checkpoints and stops there (continue with
+    ``resume=True``; ``resume`` on a folder with no checkpoint yet starts at step 0).
+    """
+    from semtok.config import load_config
+    from semtok.training import train as run
+    from semtok.training.registry import config_class, stage_spec
+
+    if config is None or isinstance(config, str | Path):
+        source = str(config) if config is not None else stage_spec(stage).default_config
+        config = load_config(
+            config_class(stage), source, list(overrides), ignore=("kind", "perceptual_loss_used")
+        )
+    elif overrides:
+        raise SemtokError("train: overrides apply to a named or YAML config, not to a config object")
+    return run(stage, config, out_dir, resume, progress, stop_at)

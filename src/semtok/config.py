@@ -33,18 +33,18 @@ def read_config_source(name_or_path: str) -> dict[str, Any]:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
         if not path.exists():
             raise SemtokError(
-                f"--config: '{name_or_path}' is neither a YAML file nor a named config "
+                f"config '{name_or_path}' is neither a YAML file nor a named config "
                 f"(named: {', '.join(named_configs())})"
             )
     if not path.exists():
-        raise SemtokError(f"--config: file '{path}' does not exist")
+        raise SemtokError(f"config file '{path}' does not exist")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         first = str(error).splitlines()[0]
-        raise SemtokError(f"--config: '{path}' is not valid YAML ({first})") from None
+        raise SemtokError(f"config file '{path}' is not valid YAML ({first})") from None
     if not isinstance(raw, dict):
-        raise SemtokError(f"--config: '{path}' must hold a mapping of sections, got {type(raw).__name__}")
+        raise SemtokError(f"config file '{path}' must hold a mapping of sections, got {type(raw).__name__}")
     return raw
 
 
@@ -153,7 +153,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
     for item in overrides:
         if "=" not in item:
-            raise SemtokError(f"--set '{item}': expected key=value, e.g. train.steps=100")
+            raise SemtokError(f"config override '{item}': expected key=value, e.g. train.steps=100")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
         try:
@@ -166,7 +166,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             if child is None:
                 child = node[part] = {}
             elif not isinstance(child, dict):
-                raise SemtokError(f"--set '{item}': '{part}' is not a section")
+                raise SemtokError(f"config override '{item}': '{part}' is not a section")
             node = child
         node[parts[-1]] = value
     return merged

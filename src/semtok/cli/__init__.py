@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from semtok.cli import checks
 from semtok.errors import SemtokError
 
 
@@ -163,12 +164,24 @@ def _run_data(path: str) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from semtok.evaluation.common import format_table, write_json
-    from semtok.evaluation.tokenizer import evaluate_tokenizer
-    from semtok.tokenizers.base import resolve_tokenizer_dir
-
     if args.generation:
         return _evaluate_generation(args)
+    for flag, value in (("--judge", args.judge), ("--samples-out", args.samples_out)):
+        if value is not None:
+            raise SemtokError(f"{flag} applies to generation metrics: add --generation (PATH an AR run)")
+    if (Path(args.path) / "ar" / "config.json").is_file() and not (Path(args.path) / "tokenizer").is_dir():
+        raise SemtokError(f"'{args.path}' is an AR run: add --generation for its generation metrics")
+    checks.tokenizer_folder(args.path)
+    checks.data_source(args.data)
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.input_file(args.teacher_weights, "--teacher-weights", "weights file")
+    checks.input_file(args.inception_weights, "--inception-weights", "weights file")
+    checks.input_file(args.lpips_weights, "--lpips-weights", "weights file")
+    checks.output_file(args.out, "--out")
+
+    from semtok.evaluation.common import format_table, write_json
+    from semtok.evaluation.tokenizer import evaluate_tokenizer
+    from semtok.hub.pretrained import resolve_model_dir
 
     data = args.data or _run_data(args.path)
     results = evaluate_tokenizer(
@@ -182,34 +195,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         inception_weights=args.inception_weights,
         lpips_weights=args.lpips_weights,
     )
-    out = Path(args.out) if args.out else resolve_tokenizer_dir(args.path).parent / f"eval_{args.split}.json"
+    out = (
+        Path(args.out)
+        if args.out
+        else resolve_model_dir(args.path, "tokenizer").parent / f"eval_{args.split}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
     print(format_table(results))
     print(f"results: {write_json(results, out)}")
     return 0
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    checks.tokenizer_folder(args.path)
+    checks.data_source(args.data)
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.positive_int(args.max_iter, "--max-iter")
+    checks.output_file(args.out, "--out")
+
     from semtok.evaluation.common import format_table, write_json
     from semtok.evaluation.probe import linear_probe
-    from semtok.tokenizers.base import resolve_tokenizer_dir
+    from semtok.hub.pretrained import resolve_model_dir
 
-    if args.max_iter < 1:
-        raise SemtokError(f"--max-iter: expected an int >= 1, got {args.max_iter}")
     data = args.data or _run_data(args.path)
     results = linear_probe(
         args.path, data, args.batch_size, args.max_iter, args.seed, progress=not args.no_progress
     )
-    out = Path(args.out) if args.out else resolve_tokenizer_dir(args.path).parent / "probe_val.json"
+    out = Path(args.out) if args.out else resolve_model_dir(args.path, "tokenizer").parent / "probe_val.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     print(format_table(results))
     print(f"results: {write_json(results, out)}")
     return 0
 
 
 def _evaluate_generation(args: argparse.Namespace) -> int:
+    for flag, value in (("--teacher-weights", args.teacher_weights), ("--lpips-weights", args.lpips_weights)):
+        if value is not None:
+            raise SemtokError(f"{flag} applies to tokenizer evaluation, not to --generation")
+    checks.ar_folder(args.path)
+    checks.judge_folder(args.judge)
+    checks.data_source(args.data)
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.input_file(args.inception_weights, "--inception-weights", "weights file")
+    checks.output_file(args.samples_out, "--samples-out", (".png",))
+    checks.output_file(args.out, "--out")
+
     from semtok.evaluation.common import format_table, write_json
     from semtok.evaluation.generation import evaluate_generation
-    from semtok.generators.sampler import resolve_ar_dir
     from semtok.generators.sampling import SamplingConfig
+    from semtok.hub.pretrained import resolve_model_dir
 
     sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.cfg)
     results = evaluate_generation(
@@ -224,14 +258,28 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         samples_out=args.samples_out,
     )
-    default = resolve_ar_dir(args.path).parent / f"eval_generation_{args.split}_seed{args.seed}.json"
+    default = resolve_model_dir(args.path, "ar").parent / f"eval_generation_{args.split}_seed{args.seed}.json"
     out = Path(args.out) if args.out else default
+    out.parent.mkdir(parents=True, exist_ok=True)
     print(format_table({k: v for k, v in results.items() if not isinstance(v, dict)}))
     print(f"results: {write_json(results, out)}")
     return 0
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
+    checks.tokenizer_folder(args.path)
+    checks.data_source(args.data)
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.positive_int(args.views, "--views", "a positive number of views")
+    if args.views > 1 and (args.augment == "none" or args.split != "train"):
+        raise SemtokError(
+            f"--views {args.views}: several views need --augment flip|crop_flip and --split train"
+        )
+    low, high = args.crop_scale
+    if not 0 < low <= high <= 1:
+        raise SemtokError(f"--crop-scale {low} {high}: expected 0 < MIN <= MAX <= 1")
+    checks.token_output(args.out)
+
     from semtok.data.token_file import read_token_file
     from semtok.pipelines.tokenize import tokenize_dataset
 
@@ -253,14 +301,20 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    checks.ar_folder(args.path)
+    checks.tokenizer_folder(args.tokenizer, "--tokenizer")
+    checks.positive_int(args.n, "--n", "a positive number of samples")
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.non_negative_int(args.label, "--class")
+    checks.output_file(args.out, "--out", (".png",))
+    checks.output_dir(args.images, "--images")
+
     import torch
 
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
     from semtok.visual.provenance import write_samples
 
-    if args.n <= 0:
-        raise SemtokError(f"--n: expected a positive number of samples, got {args.n}")
     sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.cfg, not args.no_cache)
     sampler = Sampler(args.path, args.tokenizer)
     if args.all_classes:
@@ -269,7 +323,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
         per_row = args.n
     else:
         label = 0 if args.label is None else args.label
-        sampler.check_class(label)
+        try:
+            sampler.check_class(label)
+        except SemtokError:
+            raise SemtokError(
+                f"--class {label}: this model has classes 0..{sampler.num_classes - 1}"
+            ) from None
         labels = torch.full((args.n,), label)
         per_row = min(args.n, 8)
     path = write_samples(
@@ -288,15 +347,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from semtok.pipelines.suite import run_suite
-
     suite = "quick" if args.quick else args.suite
-    run_suite(suite, args.out or f"runs/bench/suite-{suite}", args.rows, progress=args.progress)
+    out = args.out or f"runs/bench/suite-{suite}"
+    checks.output_dir(out, "--out")
+    from semtok.pipelines.suite import ROWS, run_suite
+
+    unknown = [row for row in args.rows or [] if row not in ROWS]
+    if unknown:
+        raise SemtokError(f"--rows: unknown {unknown} (known: {list(ROWS)})")
+    run_suite(suite, out, args.rows, progress=args.progress)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Embedded default end to end: tokenizer -> pixel decoder -> AR -> samples -> metrics -> report.md."""
+    checks.output_dir(args.out, "--out")
+    checks.positive_int(args.steps, "--steps")
+
     from semtok.pipelines.demo import run_demo
 
     run_demo(args.out, args.steps, progress=not args.no_progress, fid=not args.no_fid)
@@ -304,15 +371,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    checks.tokenizer_folder(args.path)
+    checks.data_source(args.data)
+    checks.positive_int(args.n, "--n", "a positive number of images")
+    checks.output_file(args.out, "--out", checks.image_suffixes(), "an image file name (.png, .jpg, ...)")
+
     import torch
 
     from semtok.data import build_dataset
-    from semtok.tokenizers.base import Tokenizer, resolve_tokenizer_dir
+    from semtok.hub.pretrained import resolve_model_dir
+    from semtok.tokenizers.base import Tokenizer
     from semtok.visual.grids import reconstruction_grid, save_grid
 
-    if args.n <= 0:
-        raise SemtokError(f"--n: expected a positive number of images, got {args.n}")
-    tokenizer = Tokenizer.from_pretrained(resolve_tokenizer_dir(args.path))
+    tokenizer = Tokenizer.from_pretrained(resolve_model_dir(args.path, "tokenizer"))
     dataset = build_dataset(args.data or _run_data(args.path), args.split, tokenizer.config.image_size)
     images = torch.stack([dataset[i][0] for i in range(min(args.n, len(dataset)))])
     print(f"reconstructions: {save_grid(reconstruction_grid(tokenizer, images), args.out)}")

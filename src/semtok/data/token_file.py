@@ -58,19 +58,125 @@ def write_token_file(
 
 
 def read_token_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Memory-mapped ids [N, h, w], labels [N] and the manifest of a token file (.json or .npy path)."""
-    ids_path, labels_path, manifest_path = token_paths(path)
+    """Memory-mapped ids [N, h, w], labels [N] and the manifest of a token file (.json or .npy path).
+
+    Everything is checked against the manifest before anything is read: each problem (no manifest, missing ids or
+    labels file, not a plain integer array, a shape, dtype or size that disagrees with the manifest, a truncated
+    file) is one :class:`SemtokError` that names the file and what was expected.
+    """
+    manifest_path = token_paths(path)[2]
+    manifest = read_manifest(path)
+    num_images = manifest["num_images"]
+    ids_path = manifest_path.parent / manifest["ids_file"]
+    labels_path = manifest_path.parent / manifest["labels_file"]
+    grid = tuple(manifest["grid"])
+    _check_npy(ids_path, "token ids", manifest_path, (num_images, *grid), np.dtype(manifest["dtype"]))
+    _check_npy(labels_path, "token labels", manifest_path, (num_images,), None)
+    ids = _load_npy(ids_path, "token ids", mmap=num_images > 0)  # an empty file cannot be memory-mapped
+    labels = _load_npy(labels_path, "token labels", mmap=False)
+    return ids, labels, manifest
+
+
+_MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
+    "ids_file": str,
+    "labels_file": str,
+    "num_images": int,
+    "grid": list,
+    "num_codes": int,
+    "dtype": str,
+}
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The checked manifest (``NAME.json``) of a token file given as ``NAME``, ``NAME.json`` or ``NAME.npy``."""
+    manifest_path = token_paths(path)[2]
     if not manifest_path.exists():
-        raise SemtokError(f"token file '{path}': no manifest '{manifest_path}'")
+        raise SemtokError(
+            f"token file '{path}': no manifest '{manifest_path}' (expected NAME.json written by `semtok tokenize`)"
+        )
+    if not manifest_path.is_file():
+        raise SemtokError(f"token manifest '{manifest_path}' is a folder, expected a JSON file")
     try:
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as error:
         raise SemtokError(f"'{manifest_path}' is not valid JSON ({error.msg})") from None
-    if manifest.get("format") != FORMAT:
+    except (OSError, UnicodeDecodeError) as error:
+        raise SemtokError(f"token manifest '{manifest_path}' could not be read ({error})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SemtokError(f"'{manifest_path}' is not a {FORMAT} manifest")
-    ids = np.load(manifest_path.parent / manifest["ids_file"], mmap_mode="r", allow_pickle=False)
-    labels = np.load(manifest_path.parent / manifest["labels_file"], allow_pickle=False)
-    return ids, labels, manifest
+    if manifest.get("version") != 1:
+        raise SemtokError(
+            f"token manifest '{manifest_path}': version {manifest.get('version')!r}, expected 1"
+        )
+    for key, kind in _MANIFEST_KEYS.items():
+        value = manifest.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise SemtokError(
+                f"token manifest '{manifest_path}': key '{key}' is {value!r}, expected a {kind.__name__}"
+            )
+    grid = manifest["grid"]
+    if len(grid) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in grid):
+        raise SemtokError(
+            f"token manifest '{manifest_path}': grid {grid!r}, expected [h, w] of positive ints"
+        )
+    if manifest["num_images"] < 0 or manifest["num_codes"] < 1:
+        raise SemtokError(
+            f"token manifest '{manifest_path}': num_images {manifest['num_images']} and num_codes "
+            f"{manifest['num_codes']}, expected >= 0 and >= 1"
+        )
+    try:
+        dtype = np.dtype(manifest["dtype"])
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "ui":
+        raise SemtokError(
+            f"token manifest '{manifest_path}': dtype {manifest['dtype']!r}, expected an integer dtype (uint16, int32)"
+        )
+    return manifest
+
+
+def _check_npy(
+    path: Path, what: str, manifest_path: Path, shape: tuple[int, ...], dtype: np.dtype | None
+) -> None:
+    """Check a .npy file's header and size against what the manifest says (``dtype`` None: any integer dtype)."""
+    if not path.exists():
+        raise SemtokError(f"{what} file '{path}' (named by '{manifest_path}') does not exist")
+    if not path.is_file():
+        raise SemtokError(f"{what} file '{path}' is a folder, expected a .npy file")
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                found_shape, _, found_dtype = np.lib.format.read_array_header_1_0(handle)
+            else:
+                found_shape, _, found_dtype = np.lib.format.read_array_header_2_0(handle)
+            offset = handle.tell()
+    except (ValueError, OSError, SyntaxError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SemtokError(f"{what} file '{path}' is not a NumPy .npy array file ({detail})") from None
+    if found_dtype.hasobject or found_dtype.kind not in "ui":
+        raise SemtokError(f"{what} file '{path}' holds {found_dtype} values, expected a plain integer array")
+    if dtype is not None and found_dtype != dtype:
+        raise SemtokError(f"{what} file '{path}' holds {found_dtype} values, the manifest says {dtype.name}")
+    if tuple(found_shape) != tuple(shape):
+        raise SemtokError(
+            f"{what} file '{path}' has shape {list(found_shape)}, the manifest '{manifest_path.name}' says "
+            f"{list(shape)}"
+        )
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * found_dtype.itemsize
+    size = path.stat().st_size
+    if size < expected:
+        raise SemtokError(
+            f"{what} file '{path}' is truncated: {size} bytes, expected {expected} for shape {list(shape)} "
+            f"{found_dtype}"
+        )
+
+
+def _load_npy(path: Path, what: str, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise SemtokError(f"{what} file '{path}' could not be read ({str(error).splitlines()[0]})") from None
 
 
 class TokenDataset(torch.utils.data.Dataset):

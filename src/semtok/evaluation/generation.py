@@ -58,11 +58,30 @@ def evaluate_generation(
     from semtok.metrics.inception_score import inception_score_report
     from semtok.metrics.precision_recall import precision_recall
 
+    if samples_out is not None and Path(samples_out).suffix.lower() != ".png":
+        raise SemtokError(
+            f"samples_out '{samples_out}': expected a .png file (it carries the provenance inside)"
+        )
+    if batch_size < 1:
+        raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     sampling = sampling or SamplingConfig()
     sampler = Sampler(path, tokenizer)
     data = data or (sampler.info.get("data") or {}).get("dataset")
     if not data:
-        raise SemtokError(f"'{sampler.ar_dir}' does not record its data set: pass --data")
+        raise SemtokError(
+            f"'{sampler.ar_dir}' does not record its data set: give the reference data set (parameter 'data')"
+        )
+    judge_model = None
+    if judge is not None and sampler.num_classes > 0:  # loaded and checked before any sampling
+        from semtok.evaluation.judge import Judge
+        from semtok.hub.pretrained import resolve_model_dir
+
+        judge_dir = resolve_model_dir(judge, "judge")
+        judge_model = Judge.from_pretrained(judge_dir)
+        if judge_model.num_classes != sampler.num_classes:
+            raise SemtokError(
+                f"judge '{judge}' knows {judge_model.num_classes} classes, the AR model {sampler.num_classes}"
+            )
     image_size = sampler.tokenizer.config.image_size
     dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
     labels = dataset_labels(dataset)
@@ -116,16 +135,9 @@ def evaluate_generation(
         "fid_reference": f"{data} {split} images ({len(dataset)} images, {image_size} px)",
     }
     results.update(inception_score_report(logits))
-    if judge is not None and sampler.num_classes > 0:
-        from semtok.evaluation.judge import Judge, class_accuracy
-        from semtok.hub.pretrained import resolve_model_dir
+    if judge_model is not None:
+        from semtok.evaluation.judge import class_accuracy
 
-        judge_dir = resolve_model_dir(judge, "judge")
-        judge_model = Judge.from_pretrained(judge_dir)
-        if judge_model.num_classes != sampler.num_classes:
-            raise SemtokError(
-                f"--judge '{judge}' knows {judge_model.num_classes} classes, the AR model {sampler.num_classes}"
-            )
         results["class_accuracy"] = class_accuracy(judge_model, images, labels)
         results["judge"] = str(judge_dir)
     else:

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.evaluation.common import iterate_batches
-from semtok.tokenizers.base import Tokenizer, resolve_tokenizer_dir
+from semtok.hub.pretrained import resolve_model_dir
+from semtok.tokenizers.base import Tokenizer
 
 WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 """Candidate L2 penalties (on ``mean cross-entropy + wd / 2 * ||W||^2``) searched on the train hold-out."""
@@ -43,7 +44,7 @@ def pooled_code_vectors(
         unlabeled items).
     """
     if batch_size < 1:
-        raise SemtokError(f"--batch-size: expected an int >= 1, got {batch_size}")
+        raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     features, labels = [], []
     for images, batch_labels in iterate_batches(dataset, batch_size, progress, desc):
         ids_BHW = tokenizer.encode(images)
@@ -267,7 +268,7 @@ def linear_probe(
         SemtokError: a bad path, a data set without labels (naming it), fewer than two train classes.
     """
     start = time.perf_counter()
-    tokenizer_dir = resolve_tokenizer_dir(path)
+    tokenizer_dir = resolve_model_dir(path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     image_size = tokenizer.config.image_size
     splits = {}
@@ -322,7 +323,7 @@ def probe_token_files(
     from semtok.data.token_file import read_token_file
 
     start = time.perf_counter()
-    tokenizer_dir = resolve_tokenizer_dir(path)
+    tokenizer_dir = resolve_model_dir(path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     for tokens in (train_tokens, val_tokens):
         data = read_token_file(tokens)[2].get("data", {})

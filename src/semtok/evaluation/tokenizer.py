@@ -10,10 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from semtok.data import build_dataset
+from semtok.errors import SemtokError
 from semtok.evaluation.common import evenly_spaced, iterate_batches
+from semtok.hub.pretrained import resolve_model_dir
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.teachers.base import teacher_targets
-from semtok.tokenizers.base import Tokenizer, has_pixel_decoder, resolve_tokenizer_dir
+from semtok.tokenizers.base import Tokenizer, has_pixel_decoder
 
 
 @torch.no_grad()
@@ -37,7 +39,9 @@ def evaluate_tokenizer(
     With a pixel decoder: PSNR, SSIM, LPIPS (when its backbone weights are present) and rFID of the
     reconstructions against the same split's originals (TF-Inception pool3; the reference statistics are cached).
     """
-    tokenizer_dir = resolve_tokenizer_dir(path)
+    if batch_size < 1:
+        raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
+    tokenizer_dir = resolve_model_dir(path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     image_size = tokenizer.config.image_size
     dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)

@@ -22,11 +22,6 @@ from semtok.hub.pretrained import resolve_model_dir
 from semtok.tokenizers.base import Tokenizer, has_pixel_decoder
 
 
-def resolve_ar_dir(path: str | Path) -> Path:
-    """Transitional: ``resolve_model_dir(path, "ar")``, kept only for ``cli`` until it calls that itself."""
-    return resolve_model_dir(path, "ar")
-
-
 class Sampler:
     """An AR model and the tokenizer that decodes its tokens, loaded from an AR run or model folder (or repo id).
 
@@ -39,7 +34,9 @@ class Sampler:
         self.model = ARTransformer.from_pretrained(self.ar_dir)
         recorded = self.info.get("tokenizer")
         if tokenizer is None and not recorded:
-            raise SemtokError(f"'{self.ar_dir}' does not record its tokenizer: pass --tokenizer DIR")
+            raise SemtokError(
+                f"'{self.ar_dir}' does not record its tokenizer: give a tokenizer folder (parameter 'tokenizer')"
+            )
         self.tokenizer_dir = resolve_model_dir(tokenizer or recorded, "tokenizer")
         self.tokenizer = Tokenizer.from_pretrained(self.tokenizer_dir)
         config = self.model.config
@@ -74,7 +71,7 @@ class Sampler:
 
     def check_class(self, label: int) -> None:
         if not 0 <= label < max(self.num_classes, 1) and not (self.num_classes == 0 and label == 0):
-            raise SemtokError(f"--class: this model has classes 0..{self.num_classes - 1}, got {label}")
+            raise SemtokError(f"class label {label}: this model has classes 0..{self.num_classes - 1}")
 
     @torch.inference_mode()
     def sample(

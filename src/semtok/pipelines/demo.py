@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from semtok.config import load_config
+from semtok.errors import SemtokError
 from semtok.training.checkpoint import latest_checkpoint
 
 SAMPLES_PER_CLASS = 8
@@ -42,12 +43,28 @@ def _cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str,
     return results
 
 
+def check_demo_inputs(out: str | Path, steps: int | None = None) -> None:
+    """Raise a one-line SemtokError unless ``out`` can be the demo's folder and ``steps`` is None or >= 1."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SemtokError(f"demo output folder '{out}' is a file, expected a folder (existing or new)")
+    blocking = next((parent for parent in out.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise SemtokError(
+            f"demo output folder '{out}': '{blocking}' is a file, so no folder can be made under it"
+        )
+    if steps is not None and steps < 1:
+        raise SemtokError(f"demo steps: expected an int >= 1 (or None for each config's own), got {steps}")
+
+
 def run_demo(out: str | Path, steps: int | None = None, progress: bool = True, fid: bool = True) -> Path:
     """Run (or finish) the demo into ``out``; returns the path of ``report.md``.
 
     ``steps``: train every stage for this many steps (default: each config's own); ``fid``: False skips the
     Inception metrics (rFID, gFID, precision/recall), the slowest part on a CPU.
     """
+    check_demo_inputs(out, steps)
+
     from semtok.evaluation.generation import evaluate_generation
     from semtok.evaluation.tokenizer import evaluate_tokenizer
     from semtok.generators.sampler import Sampler

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,7 +11,7 @@ import torch
 from torch import nn
 
 from semtok.errors import SemtokError
-from semtok.hub.pretrained import PretrainedModel, resolve_model_dir
+from semtok.hub.pretrained import PretrainedModel
 
 TOKENIZERS: dict[str, type[Tokenizer]] = {}
 
@@ -119,16 +118,7 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def config_replace(config: Any, **changes: Any) -> Any:
-    return dataclasses.replace(config, **changes)
-
 
 def has_pixel_decoder(tokenizer: Tokenizer) -> bool:
     """Whether ``tokenizer.decode`` gives images (pixel tokenizers, or feature tokenizers with a pixel decoder)."""
     return getattr(tokenizer, "pixel_decoder", True) is not None
-
-
-def resolve_tokenizer_dir(path: str | Path) -> Path:
-    """Transitional: ``resolve_model_dir(path, "tokenizer")``, kept only for the callers not yet moved to it
-    (``cli``, ``training.pixel``, ``evaluation.tokenizer``, ``evaluation.probe``, ``visual.plots``)."""
-    return resolve_model_dir(path, "tokenizer")

@@ -17,8 +17,9 @@ from torch import nn
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.hub.files import load_state_checked
+from semtok.hub.pretrained import resolve_model_dir
 from semtok.losses.pixel import PixelLoss, PixelLossConfig
-from semtok.tokenizers.base import Tokenizer, resolve_tokenizer_dir
+from semtok.tokenizers.base import Tokenizer
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
@@ -98,7 +99,7 @@ def attach_pixel_decoder(tokenizer_path: str, decoder: PixelDecoderConfig) -> To
     """Load a feature tokenizer and give it a freshly initialised pixel decoder (its grid and code dim checked)."""
     if not tokenizer_path:
         raise SemtokError("config key 'tokenizer': the feature tokenizer (run or tokenizer folder) to decode")
-    base = Tokenizer.from_pretrained(resolve_tokenizer_dir(tokenizer_path))
+    base = Tokenizer.from_pretrained(resolve_model_dir(tokenizer_path, "tokenizer"))
     if not hasattr(base.config, "pixel_decoder"):
         raise SemtokError(f"'{tokenizer_path}' is a {base.kind} tokenizer: it reconstructs pixels already")
     grid = base.grid_size[0]

@@ -309,7 +309,7 @@ def codebook_picture(
     Returns:
         ``out``.
     """
-    from semtok.tokenizers.base import resolve_tokenizer_dir
+    from semtok.hub.pretrained import resolve_model_dir
 
     if not tokenizers:
         raise SemtokError("codebook picture: tokenizers is empty; expected {name: tokenizer or run folder}")
@@ -326,7 +326,7 @@ def codebook_picture(
         if isinstance(source, Tokenizer):
             tokenizer = source
         else:
-            tokenizer = Tokenizer.from_pretrained(resolve_tokenizer_dir(source))
+            tokenizer = Tokenizer.from_pretrained(resolve_model_dir(source, "tokenizer"))
         ids, images = _encode_dataset(tokenizer, data, split, max_images, batch_size, device)
         panels.append(codebook_panel(name, ids, images, tokenizer.num_codes, codes, patches, context, seed))
     return save_figure(codebook_figure(panels, title), out)
