@@ -232,6 +232,7 @@ def test_tokenize_views_then_sample_with_provenance(fsq_tokenizer, image_folder,
     assert "--tokens" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_generation_reports_metrics_and_skips(fsq_tokenizer, image_folder, tmp_path, capsys):
     from semtok.evaluation.generation import evaluate_generation
     from semtok.evaluation.judge import Judge, JudgeConfig

@@ -14,6 +14,7 @@ def run_cli(*args):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -91,6 +92,7 @@ def _tiny_vqkd_tokenizer(folder):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "verb_args, message",
     [

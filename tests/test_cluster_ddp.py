@@ -1,5 +1,6 @@
 """The online Cluster codebook under two CPU processes (gloo) with different data stays bit-identical."""
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -30,6 +31,7 @@ def worker(rank: int) -> dict:
     return {"state": codebook.state_dict(), "reseeded": reseeded}
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_online_codebook_identical_across_processes():
     results = run_processes(worker, WORLD)

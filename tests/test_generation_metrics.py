@@ -239,6 +239,7 @@ def bundled_extractor() -> InceptionFeatures:
     return InceptionFeatures(batch_size=8)
 
 
+@pytest.mark.slow
 def test_reference_features_cache_shared_with_stats(tmp_path: Path, bundled_extractor):
     calls: list[int] = []
 

@@ -32,6 +32,7 @@ def run(kind, overrides, out, **kwargs):
     return train_pixel(kind, config, out, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, extra", [("vqgan", ["model.num_codes=32"]), ("fsq", ["model.levels=[4, 4]"])])
 def test_baseline_trains_with_gan_and_resumes_exactly(kind, extra, image_folder, tmp_path):
     overrides = [*TINY_CONV, *extra, f"data.dataset={image_folder}"]
@@ -50,6 +51,7 @@ def test_baseline_trains_with_gan_and_resumes_exactly(kind, extra, image_folder,
     assert decoded.shape == (2, 3, 32, 32) and decoded.abs().max() <= 1
 
 
+@pytest.mark.slow
 def test_pixel_decoder_for_vqkd(tiny_vqkd_overrides, image_folder, tmp_path):
     train_vqkd(
         load_config(VQKDRunConfig, "vqkd-mnist", tiny_vqkd_overrides), tmp_path / "vqkd", progress=False
@@ -75,6 +77,7 @@ def test_pixel_decoder_for_vqkd(tiny_vqkd_overrides, image_folder, tmp_path):
     assert tokenizer.decode(ids).shape == (2, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_decoder_needs_a_feature_tokenizer(image_folder, tmp_path):
     run(
         "fsq",
@@ -89,6 +92,7 @@ def test_decoder_needs_a_feature_tokenizer(image_folder, tmp_path):
         train_pixel("decoder", config, tmp_path / "dec", progress=False)
 
 
+@pytest.mark.slow
 def test_evaluate_and_reconstruct_pixel_tokenizer(image_folder, tmp_path):
     from semtok.cli import main
     from semtok.evaluation.tokenizer import evaluate_tokenizer

@@ -40,6 +40,7 @@ def worker(rank: int) -> dict:
     return results
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_codebooks_identical_across_processes():
     results = run_processes(worker, WORLD)
@@ -62,6 +63,7 @@ def all_reduce_worker(rank: int, fail_rank: int) -> float:
     return float(total)
 
 
+@pytest.mark.slow
 @needs_distributed
 def test_run_processes_returns_results_and_reports_a_failing_rank():
     assert run_processes(all_reduce_worker, WORLD, -1) == [3.0, 3.0]  # ranks 0 and 1 joined one group
