@@ -53,6 +53,7 @@ def test_help_lists_verbs():
         assert verb in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_stop_and_resume(tmp_path, tiny_vqkd_overrides):
     sets = [arg for item in tiny_vqkd_overrides for arg in ("--set", item)]
     out = str(tmp_path / "run")

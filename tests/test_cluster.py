@@ -185,6 +185,7 @@ def test_cluster_configs():
         load_config(ClusterRunConfig, "cluster-mnist", ["build.max_images=-1"])
 
 
+@pytest.mark.slow
 def test_online_codebook_trains_resumes_and_loads(image_folder, tmp_path):
     from semtok.training.cluster_online import ClusterTrainRunConfig, train_cluster_online
 

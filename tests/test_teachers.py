@@ -157,6 +157,7 @@ def test_clip_projection_is_applied_to_pre_projection_tokens(random_teachers):
     torch.testing.assert_close(projected, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_vit_features_are_final_norm_patch_tokens(random_teachers):
     teacher = random_teachers["dinov2-vits14"]
     pixels = teacher.normalize(torch.rand(1, 3, 224, 224) * 2 - 1)
