@@ -155,7 +155,7 @@ def quantizer_forward(model: Tokenizer, x: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 FEATURE_KINDS = [k for k in KINDS if issubclass(TOKENIZERS[k], FeatureTokenizer)]
-# (test, kind) -> a bug this suite found in src/ (left for its owner to fix; strict: a fix makes it fail)
+# (test, kind) -> a bug this suite found in src/, left for its owner (strict, IndexError: a fix makes it XPASS)
 KNOWN_BUGS = {
     ("decode", kind): "FeatureTokenizer.decode passes ids to quantizer.lookup unchecked: an id >= num_codes "
     "raises torch's IndexError, not a SemtokError (ConvQuantTokenizer.decode and code_vectors check)"
@@ -168,7 +168,7 @@ KNOWN_BUGS["decode_features", "vqkd"] = (
 
 def params(kinds: list[str], test: str) -> list:
     return [
-        pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[test, k]))
+        pytest.param(k, marks=pytest.mark.xfail(strict=True, raises=IndexError, reason=KNOWN_BUGS[test, k]))
         if (test, k) in KNOWN_BUGS
         else k
         for k in kinds
