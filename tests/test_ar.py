@@ -62,6 +62,7 @@ def test_kv_cache_matches_full_forward(style):
     assert torch.allclose(torch.stack(stepped, dim=1), full, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", ["llama", "gpt2"])
 @pytest.mark.parametrize("cfg", [1.0, 2.0])
 def test_generate_cached_equals_uncached_and_is_seeded(style, cfg):
@@ -125,6 +126,7 @@ def pattern_tokens(path, rows: int = 64):
     return write_token_file(path, ids, labels, 16, meta), sequences
 
 
+@pytest.mark.slow
 def test_train_ar_learns_resumes_exactly_and_saves(tmp_path):
     manifest, sequences = pattern_tokens(tmp_path / "tokens")
 
@@ -179,6 +181,7 @@ def fsq_tokenizer(tmp_path):
     return FSQTokenizer(config).eval().save_pretrained(tmp_path / "fsq")
 
 
+@pytest.mark.slow
 def test_tokenize_views_then_sample_with_provenance(fsq_tokenizer, image_folder, tmp_path, capsys):
     one = tokenize_dataset(fsq_tokenizer, str(image_folder), "train", tmp_path / "one", progress=False)
     two = tokenize_dataset(
@@ -233,6 +236,7 @@ def test_tokenize_views_then_sample_with_provenance(fsq_tokenizer, image_folder,
     assert "--tokens" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_generation_reports_metrics_and_skips(fsq_tokenizer, image_folder, tmp_path, capsys):
     from semtok.evaluation.generation import evaluate_generation
     from semtok.evaluation.judge import Judge, JudgeConfig

@@ -14,6 +14,7 @@ def run_cli(*args):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -52,6 +53,7 @@ def test_help_lists_verbs():
         assert verb in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_stop_and_resume(tmp_path, tiny_vqkd_overrides):
     sets = [arg for item in tiny_vqkd_overrides for arg in ("--set", item)]
     out = str(tmp_path / "run")
@@ -91,6 +93,7 @@ def _tiny_vqkd_tokenizer(folder):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "verb_args, message",
     [

@@ -274,7 +274,9 @@ def test_generation_checks_the_judge_before_sampling(tmp_path, monkeypatch):
     tokenizer_dir = FSQTokenizer(fsq).eval().save_pretrained(tmp_path / "fsq")
     config = ARConfig(depth=1, width=32, heads=2, vocab_size=12, seq_len=64, grid=(8, 8), num_classes=3)
     extra = {"tokenizer": str(tokenizer_dir), "data": {"dataset": "mnist5k"}}
-    ARTransformer(config).save_pretrained(tmp_path / "ar", extra=extra)
+    ar = ARTransformer(config)
+    ar.info = extra
+    ar.save_pretrained(tmp_path / "ar")
     Judge(JudgeConfig(num_classes=2, width=8, stages=2)).save_pretrained(tmp_path / "judge")
 
     def no_sampling(*args, **kwargs):

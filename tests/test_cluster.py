@@ -37,6 +37,7 @@ def train_images(image_folder: Path) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in range(len(dataset))])
 
 
+@pytest.mark.slow
 def test_build_via_api_and_cli(image_folder, tmp_path, capsys):
     summary = build(image_folder, tmp_path / "api")
     assert summary["images"] == 20 and summary["vectors"] == 20 * 16 and summary["grid"] == [4, 4]
@@ -92,6 +93,7 @@ def test_empty_codes_are_reseeded():
     assert np.allclose(np.linalg.norm(new, axis=1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pixel_decoder_and_evaluate(image_folder, tmp_path):
     from semtok.evaluation.tokenizer import evaluate_tokenizer
     from semtok.training import train
@@ -184,6 +186,7 @@ def test_cluster_configs():
         load_config(ClusterRunConfig, "cluster-mnist", ["build.max_images=-1"])
 
 
+@pytest.mark.slow
 def test_online_codebook_trains_resumes_and_loads(image_folder, tmp_path):
     from semtok.training import train
     from semtok.training.cluster_online import ClusterTrainRunConfig

@@ -181,6 +181,7 @@ def test_inception_score_errors_and_report():
 # ---------------------------------------------------------------- Inception logits from a weights file
 
 
+@pytest.mark.slow
 def test_weights_file_gives_features_and_logits(tmp_path: Path):
     """A pt_inception-style state dict (random here): one forward gives pool3 and logits_unbiased."""
     pytest.importorskip("torch_fidelity")
@@ -239,6 +240,7 @@ def bundled_extractor() -> InceptionFeatures:
     return InceptionFeatures(batch_size=8)
 
 
+@pytest.mark.slow
 def test_reference_features_cache_shared_with_stats(tmp_path: Path, bundled_extractor):
     calls: list[int] = []
 

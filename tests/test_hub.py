@@ -264,12 +264,6 @@ def test_folders_written_before_the_mixin_still_load(tmp_path: Path):
     assert Tokenizer.from_pretrained(tmp_path / "tok").info == {}
 
 
-def test_transitional_extra_of_the_ar_trainer(tmp_path: Path):
-    model = tiny_ar()
-    model.save_pretrained(tmp_path / "ar", extra={"tokenizer": "/t"})
-    assert ARTransformer.from_pretrained(tmp_path / "ar").info == {"tokenizer": "/t"}
-
-
 @pytest.fixture
 def offline_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty hub cache under ``tmp_path`` and offline mode, with nothing read from the real environment.

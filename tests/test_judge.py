@@ -66,6 +66,7 @@ def run(overrides: list[str], out: Path, **kwargs) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_trained_judge_classifies_separable_data(stripes_folder: Path, tmp_path: Path):
     out = tmp_path / "run"
     summary = run([*TINY, "train.steps=40", f"data.dataset={stripes_folder}"], out)

@@ -145,6 +145,7 @@ def extractor() -> InceptionFeatures:
     return InceptionFeatures(batch_size=4)
 
 
+@pytest.mark.slow
 def test_inception_features_tiny_images(extractor):
     images = torch.randint(
         0, 256, (4, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
@@ -228,6 +229,7 @@ def test_lpips_missing_backbone_returns_reason(tmp_path: Path, monkeypatch):
         load_lpips("vgg", backbone_weights=tmp_path / "missing.pth")
 
 
+@pytest.mark.slow
 def test_lpips_with_given_backbone(tmp_path: Path):
     pytest.importorskip("lpips")
     import torchvision
@@ -246,6 +248,7 @@ def test_lpips_with_given_backbone(tmp_path: Path):
     assert torch.all(different > 0)
 
 
+@pytest.mark.slow
 def test_inception_features_from_state_dict_file(tmp_path: Path):
     """weights=FILE: a pt_inception-style state dict (random here) runs through torch-fidelity's network."""
     pytest.importorskip("torch_fidelity")

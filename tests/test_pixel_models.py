@@ -164,6 +164,7 @@ def tiny_config(kind: str):
     return cls(**TINY_CONV, code_dim=8, num_codes=32, kmeans_iters=3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vqgan", "cvq", "fsq"])
 def test_tokenizer_forward_encode_decode_save_load(kind, tmp_path):
     torch.manual_seed(0)

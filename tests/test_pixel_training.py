@@ -33,6 +33,7 @@ def run(kind, overrides, out, **kwargs):
     return train(kind, config, out, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, extra", [("vqgan", ["model.num_codes=32"]), ("fsq", ["model.levels=[4, 4]"])])
 def test_baseline_trains_with_gan_and_resumes_exactly(kind, extra, image_folder, tmp_path):
     overrides = [*TINY_CONV, *extra, f"data.dataset={image_folder}"]
@@ -51,6 +52,7 @@ def test_baseline_trains_with_gan_and_resumes_exactly(kind, extra, image_folder,
     assert decoded.shape == (2, 3, 32, 32) and decoded.abs().max() <= 1
 
 
+@pytest.mark.slow
 def test_pixel_decoder_for_vqkd(tiny_vqkd_overrides, image_folder, tmp_path):
     train(
         "vqkd",
@@ -79,6 +81,7 @@ def test_pixel_decoder_for_vqkd(tiny_vqkd_overrides, image_folder, tmp_path):
     assert tokenizer.decode(ids).shape == (2, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_decoder_needs_a_feature_tokenizer(image_folder, tmp_path):
     run(
         "fsq",
@@ -93,6 +96,7 @@ def test_decoder_needs_a_feature_tokenizer(image_folder, tmp_path):
         train("decoder", config, tmp_path / "dec", progress=False)
 
 
+@pytest.mark.slow
 def test_evaluate_and_reconstruct_pixel_tokenizer(image_folder, tmp_path):
     from semtok.cli import main
     from semtok.evaluation.tokenizer import evaluate_tokenizer

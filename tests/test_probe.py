@@ -129,6 +129,7 @@ def blobs(n_per_class: int, num_classes: int, dim: int, seed: int, spread: float
     return x, y
 
 
+@pytest.mark.slow
 def test_separable_features_reach_100_percent():
     train_x, train_y = blobs(60, 4, 16, seed=0)
     val_x, val_y = blobs(20, 4, 16, seed=1)
@@ -137,6 +138,7 @@ def test_separable_features_reach_100_percent():
     assert result["num_classes"] == 4 and result["chance"] == 0.25
 
 
+@pytest.mark.slow
 def test_random_labels_stay_near_chance_and_val_never_steers_the_fit():
     train_x, _ = blobs(60, 4, 16, seed=0)
     val_x, val_y = blobs(20, 4, 16, seed=1)
@@ -161,6 +163,7 @@ def test_holdout_is_stratified_and_seeded():
     assert not torch.equal(stratified_holdout(y, 0.1, seed=1)[1], holdout)
 
 
+@pytest.mark.slow
 def test_probe_on_a_tiny_tokenizer_and_folder(image_folder, tmp_path):
     run = tmp_path / "run"
     tiny_tokenizer("vqgan").save_pretrained(run / "tokenizer")
@@ -190,6 +193,7 @@ def test_unlabeled_data_is_an_error(tmp_path, capsys):
     assert len(err) == 1 and "no labels" in err[0] and str(folder) in err[0]
 
 
+@pytest.mark.slow
 def test_cli_bad_path_is_one_line(tmp_path: Path):
     result = subprocess.run(
         [sys.executable, "-m", "semtok", "probe", str(tmp_path / "missing"), "--no-progress"],

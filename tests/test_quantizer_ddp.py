@@ -1,13 +1,9 @@
 """Two CPU processes (gloo) with different data end with bit-identical codebooks."""
 
-import os
-import sys
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from ddp import needs_distributed, run_processes
 from semtok.quantizers import VectorQuantizer
 
 WORLD = 2
@@ -36,24 +32,18 @@ def train(rank: int, distance: str) -> tuple[VectorQuantizer, int]:
     return vq, restarted
 
 
-def worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        results = {}
-        for distance in DISTANCES:
-            vq, restarted = train(rank, distance)
-            results[distance] = {"state": vq.state_dict(), "restarted": restarted}
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def worker(rank: int) -> dict:
+    results = {}
+    for distance in DISTANCES:
+        vq, restarted = train(rank, distance)
+        results[distance] = {"state": vq.state_dict(), "restarted": restarted}
+    return results
 
 
-@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not built")
-@pytest.mark.skipif(sys.platform == "win32", reason="gloo file:// rendezvous on Linux/macOS")
-def test_codebooks_identical_across_processes(tmp_path):
-    mp.spawn(worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=WORLD, join=True)
-    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+@pytest.mark.slow
+@needs_distributed
+def test_codebooks_identical_across_processes():
+    results = run_processes(worker, WORLD)
     for distance in DISTANCES:
         states = [r[distance]["state"] for r in results]
         assert results[0][distance]["restarted"] > 0  # dead-code restart happened
@@ -63,3 +53,19 @@ def test_codebooks_identical_across_processes(tmp_path):
         # a single process on its own data ends elsewhere: the synchronisation matters
         alone, _ = train(0, distance)
         assert not torch.allclose(alone.codebook, states[0]["codebook"])
+
+
+def all_reduce_worker(rank: int, fail_rank: int) -> float:
+    if rank == fail_rank:
+        raise ValueError(f"boom on rank {rank}")
+    total = torch.tensor(float(rank + 1))
+    torch.distributed.all_reduce(total)
+    return float(total)
+
+
+@pytest.mark.slow
+@needs_distributed
+def test_run_processes_returns_results_and_reports_a_failing_rank():
+    assert run_processes(all_reduce_worker, WORLD, -1) == [3.0, 3.0]  # ranks 0 and 1 joined one group
+    with pytest.raises(RuntimeError, match=r"(?s)rank 1 of 2 failed first.*ValueError: boom on rank 1"):
+        run_processes(all_reduce_worker, WORLD, 1)

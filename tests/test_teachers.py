@@ -95,12 +95,14 @@ def test_effnet_stage_features_match_timm(lite0):
     torch.testing.assert_close(lite0.extract(pixels), reference, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_effnet_lite2_wheel_weights():
     teacher = build_teacher("effnet-lite2")
     assert teacher(torch.zeros(1, 3, 64, 64)).shape == (1, 120, 16, 16)
     assert int(teacher.classify(_photo("coffee")).argmax()) == 967
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RANDOM_BUILT)
 def test_random_teacher_shape_and_safetensors_round_trip(random_teachers, tmp_path, name):
     teacher = random_teachers[name]
@@ -140,6 +142,7 @@ def test_random_init_is_seeded():
     assert not torch.equal(a.state_dict()[weight], build_teacher("effnet-lite0").state_dict()[weight])
 
 
+@pytest.mark.slow
 def test_clip_projection_is_applied_to_pre_projection_tokens(random_teachers):
     teacher = random_teachers["clip-vit-b16"]
     pixels = teacher.normalize(torch.rand(1, 3, 224, 224) * 2 - 1)
@@ -154,6 +157,7 @@ def test_clip_projection_is_applied_to_pre_projection_tokens(random_teachers):
     torch.testing.assert_close(projected, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_vit_features_are_final_norm_patch_tokens(random_teachers):
     teacher = random_teachers["dinov2-vits14"]
     pixels = teacher.normalize(torch.rand(1, 3, 224, 224) * 2 - 1)

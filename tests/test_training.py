@@ -21,6 +21,7 @@ def run(overrides, out, **kwargs):
     return train("vqkd", load_config(VQKDRunConfig, "vqkd-mnist", overrides), out, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tiny_vqkd_overrides, tmp_path):
     run(tiny_vqkd_overrides, tmp_path / "straight")
     summary = run(tiny_vqkd_overrides, tmp_path / "split", stop_at=5)
@@ -37,6 +38,7 @@ def test_resume_is_exact(tiny_vqkd_overrides, tmp_path):
     assert not torch.equal(first["quantizer.codebook"], straight["quantizer.codebook"])
 
 
+@pytest.mark.slow
 def test_outputs_evaluate_and_tokenize(tiny_vqkd_overrides, tmp_path):
     out = tmp_path / "run"
     summary = run(tiny_vqkd_overrides, out)

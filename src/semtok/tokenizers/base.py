@@ -118,7 +118,6 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-
 def has_pixel_decoder(tokenizer: Tokenizer) -> bool:
     """Whether ``tokenizer.decode`` gives images (pixel tokenizers, or feature tokenizers with a pixel decoder)."""
     return getattr(tokenizer, "pixel_decoder", True) is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from semtok.tokenizers.base import Tokenizer
+from semtok.tokenizers.base import Tokenizer, check_ids
 
 
 class FeatureTokenizer(Tokenizer):
@@ -34,4 +34,6 @@ class FeatureTokenizer(Tokenizer):
     @torch.no_grad()
     def decode(self, ids_BHW: torch.Tensor) -> torch.Tensor:
         """Token ids [B, h, w] int64 -> images [B, 3, H, W] float32 in [-1, 1] (needs a pixel decoder)."""
+        if self.pixel_decoder is not None:
+            check_ids(ids_BHW, self.num_codes)
         return self.pixel_decode(ids_BHW).clamp(-1, 1)

@@ -16,7 +16,7 @@ from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
 from semtok.teachers import build_teacher
 from semtok.teachers.base import Teacher
-from semtok.tokenizers.base import eval_mode, register_tokenizer
+from semtok.tokenizers.base import check_ids, eval_mode, register_tokenizer
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
 from semtok.tokenizers.vq_config import check_distance, vector_quantizer
@@ -142,6 +142,7 @@ class VQKDTokenizer(FeatureTokenizer):
     @torch.no_grad()
     def decode_features(self, ids_BHW: torch.Tensor) -> torch.Tensor:
         """Token ids [B, h, w] int64 -> reconstructed teacher features [B, teacher_dim, h, w] float32."""
+        check_ids(ids_BHW, self.num_codes)
         B, h, w = ids_BHW.shape
         codes_BND = self.quantizer.lookup(ids_BHW.reshape(B, h * w))
         decoded_BNC = self.decoder(codes_BND, (h, w))
