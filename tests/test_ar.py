@@ -107,7 +107,7 @@ def test_sample_logits_filters():
 
 
 def test_bad_sampling_settings_and_labels():
-    with pytest.raises(SemtokError, match="top-p"):
+    with pytest.raises(SemtokError, match="top_p"):
         SamplingConfig(top_p=0.0)
     with pytest.raises(SemtokError, match="class"):
         generate(random_model("llama"), torch.tensor([7]))

@@ -54,9 +54,9 @@ def test_collect_row_mean_and_spread_over_seeds(tmp_path):
 def test_suites_and_rows_are_consistent(tmp_path):
     assert {"vqgan", "fsq", "cvq", "vqkd", "cluster", "vqkd-lite2", "vqkd-random"} == set(ROWS)
     assert len(SUITES["mnist"].seeds) == 3
-    with pytest.raises(SemtokError, match="--suite"):
+    with pytest.raises(SemtokError, match="suite: expected"):
         run_suite("imagenet", tmp_path)
-    with pytest.raises(SemtokError, match="--rows"):
+    with pytest.raises(SemtokError, match="rows: unknown"):
         run_suite("quick", tmp_path, rows=["vqgan", "nope"])
 
 

@@ -70,13 +70,15 @@ def test_api_names_are_lazy_and_documented():
 @pytest.mark.slow  # the generation example's FID (sqrtm of 2048 x 2048 covariances) takes most of it
 def test_readme_python_api_examples_run(image_folder, tmp_path, monkeypatch):
     from semtok.config import load_config
-    from semtok.training.ar import ARRunConfig, train_ar
+    from semtok.training import train
+    from semtok.training.ar import ARRunConfig
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEMTOK_CACHE", str(tmp_path / "cache"))
     tokenizer_dir = tiny_vqkd_with_decoder(tmp_path / "tok")
     tokens = semtok.tokenize(tokenizer_dir, str(image_folder), "train", tmp_path / "train-tokens")
-    train_ar(
+    train(
+        "ar",
         load_config(ARRunConfig, "ar-mnist", [*TINY_AR, f"data.tokens={tokens}"]),
         tmp_path / "ar",
         progress=False,

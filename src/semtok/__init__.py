@@ -55,6 +55,10 @@ def __getattr__(name: str) -> Any:
         from semtok.tokenizers import Tokenizer
 
         return Tokenizer
+    if name == "tokenize":  # tokenize(path, data, split, out, batch_size=128, views=1, augment="none", ...)
+        from semtok.pipelines.tokenize import tokenize_dataset
+
+        return tokenize_dataset
     if name == "SamplingConfig":
         from semtok.generators.sampling import SamplingConfig
 
@@ -196,6 +200,7 @@ def evaluate(
             progress=progress,
             limit=limit,
         )
+    from semtok.config import run_dataset
     from semtok.evaluation.tokenizer import evaluate_tokenizer
 
     if judge is not None:
@@ -204,7 +209,7 @@ def evaluate(
         )
     return evaluate_tokenizer(
         path,
-        data or _run_dataset(path),
+        data or run_dataset(path),
         split,
         batch_size,
         progress=progress,
@@ -213,17 +218,6 @@ def evaluate(
         lpips_weights=lpips_weights,
         limit=limit,
     )
-
-
-def _run_dataset(path: str | Path) -> str:
-    """The data set a run was trained on (``data.dataset`` of its config.yaml), else the embedded default."""
-    import yaml
-
-    config_path = Path(path) / "config.yaml"
-    if config_path.is_file():
-        raw = yaml.safe_load(config_path.read_text()) or {}
-        return str((raw.get("data") or {}).get("dataset") or "mnist5k")
-    return "mnist5k"
 
 
 def probe(
@@ -237,47 +231,10 @@ def probe(
 ) -> dict[str, Any]:
     """Linear-probe top-1 (``val_top1`` in [0, 1]) of a tokenizer's frozen, mean-pooled code vectors: fit on the
     train split of ``data`` (a labelled data set; default: the run's own, else "mnist5k"), scored on val."""
+    from semtok.config import run_dataset
     from semtok.evaluation.probe import linear_probe
 
-    return linear_probe(path, data or _run_dataset(path), batch_size, max_iter, seed, progress=progress)
-
-
-def tokenize(
-    path: str | Path,
-    data: str,
-    split: str,
-    out: str | Path,
-    *,
-    batch_size: int = 128,
-    views: int = 1,
-    augment: str = "none",
-    crop_scale: tuple[float, float] = (0.08, 1.0),
-    seed: int = 0,
-    progress: bool = False,
-) -> Path:
-    """Token ids of a whole data split, written as a token file; returns the manifest path ``OUT.json``.
-
-    ``OUT.npy``: ids ``[views * N, h, w]`` (uint16 for codebooks of at most 65,536 codes, else int32) in
-    ``[0, num_codes)``; ``OUT.labels.npy``: int64 ``[views * N]`` (-1 = unlabelled). ``views`` > 1 needs
-    ``augment`` "flip" or "crop_flip" (random resized crops of ``crop_scale`` of the area, then a flip) on the train
-    split; rows are view-major. Read it with :func:`load_tokens`.
-    """
-    from semtok.pipelines.tokenize import tokenize_dataset
-
-    if batch_size < 1:
-        raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
-    return tokenize_dataset(
-        path,
-        data,
-        split,
-        out,
-        batch_size=batch_size,
-        views=views,
-        augment=augment,
-        crop_scale=crop_scale,
-        seed=seed,
-        progress=progress,
-    )
+    return linear_probe(path, data or run_dataset(path), batch_size, max_iter, seed, progress=progress)
 
 
 def load_tokens(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

@@ -196,3 +196,12 @@ def load_config(
     raw = {k: v for k, v in raw.items() if k not in ignore}
     raw = apply_overrides(raw, overrides or [])
     return from_dict(cls, raw)
+
+
+def run_dataset(run_dir: str | Path) -> str:
+    """The data set a run was trained on (``data.dataset`` of its ``config.yaml``), else the embedded default."""
+    config_path = Path(run_dir) / "config.yaml"
+    if config_path.is_file():
+        raw = yaml.safe_load(config_path.read_text()) or {}
+        return str((raw.get("data") or {}).get("dataset") or "mnist5k")
+    return "mnist5k"

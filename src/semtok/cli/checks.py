@@ -7,6 +7,7 @@ system and at small JSON files (no model is loaded, no data set read), so a bad 
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -162,3 +163,11 @@ def token_output(name: str, flag: str = "--out") -> None:
 
     for path in token_paths(name):
         output_file(path, flag)
+
+
+def add_sampling_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The sampling flags of `sample` and `evaluate --generation` (the paper's defaults)."""
+    parser.add_argument("--cfg", type=float, default=1.75, help="classifier-free guidance scale (1 = off)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=600, help="0 = off (default 600)")
+    parser.add_argument("--top-p", type=float, default=0.92, help="1 = off (default 0.92)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from semtok.cli import checks
 from semtok.errors import SemtokError
 from semtok.training.registry import STAGES, StageSpec
 
@@ -116,27 +117,40 @@ def _check_required(config: object, spec: StageSpec) -> None:
             raise SemtokError(f"{option.flag}: required ({option.help}; or set {option.key} in the config)")
 
 
+def _check_inputs(args: argparse.Namespace) -> None:
+    """The paths a training verb was given exist and hold what they should, before anything is built."""
+    checks.data_source(getattr(args, "data", None))
+    checks.input_file(getattr(args, "teacher_weights", None), "--teacher-weights")
+    checks.tokenizer_folder(getattr(args, "tokenizer", None), "--tokenizer")
+    for flag in ("tokens", "val_tokens"):
+        if getattr(args, flag, None):
+            from semtok.data.token_file import read_manifest
+
+            try:
+                read_manifest(getattr(args, flag))
+            except SemtokError as error:
+                raise SemtokError(f"--{flag.replace('_', '-')}: {error}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from semtok.config import load_config
-    from semtok.training.engine import run_stage
+    from semtok.training.engine import Engine
     from semtok.training.registry import build_stage, config_class
 
     spec = STAGES[args.stage]
     if not spec.teacher and (getattr(args, "teacher", None) or getattr(args, "teacher_weights", None)):
         teachers = " and ".join(f"`train {name}`" for name, other in STAGES.items() if other.teacher)
         raise SemtokError(f"--teacher and --teacher-weights apply to {teachers}, not `train {args.stage}`")
-    if args.stop_at is not None and args.stop_at < 1:
-        raise SemtokError(f"--stop-at: expected a step >= 1, got {args.stop_at}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise SemtokError(f"--out '{out}' is a file: expected a run folder")
+    checks.positive_int(args.stop_at, "--stop-at")
+    out = checks.output_dir(args.out, "--out")
+    _check_inputs(args)
     source = _config_source(args, out)
     config = load_config(
         config_class(args.stage), source, _overrides(args, spec), ignore=("kind", "perceptual_loss_used")
     )
     _check_required(config, spec)
     stage = build_stage(args.stage, config)
-    summary = run_stage(stage, out, args.resume, not args.no_progress, args.stop_at)
+    summary = Engine(stage, out, not args.no_progress).run(args.resume, args.stop_at)
     if summary.get("stopped_at_step") is not None:
         print(f"stopped after step {summary['stopped_at_step']}; continue with --resume --out {out}")
     elif summary:
@@ -148,6 +162,11 @@ def cmd_build_cluster(args: argparse.Namespace) -> int:
     from semtok.config import load_config
     from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer
 
+    checks.output_dir(args.out, "--out")
+    _check_inputs(args)
+    checks.non_negative_int(args.iters, "--iters")
+    for flag in ("max_images", "batch_size"):  # --codebook-size: checked as model.num_codes
+        checks.positive_int(getattr(args, flag), f"--{flag.replace('_', '-')}")
     overrides = []
     for flag, key in (
         ("data", "data.dataset"),

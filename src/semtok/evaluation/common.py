@@ -52,3 +52,31 @@ def format_table(results: dict[str, Any]) -> str:
 def write_json(results: dict[str, Any], path: Path) -> Path:
     path.write_text(json.dumps(results, indent=2))
     return path
+
+
+def fid_reference(
+    dataset: Any,
+    data: str,
+    split: str,
+    image_size: int,
+    extractor: Any,
+    limit: int | None,
+    progress: bool,
+    features: bool = False,
+) -> Any:
+    """The cached FID reference of ``dataset`` (split ``split`` of data set ``data`` at ``image_size`` px, cut to
+    ``limit`` images): ``(mu [2048], sigma [2048, 2048])`` float64, or with ``features`` the pool3 features
+    ``[N, 2048]`` float32 (for precision / recall). Computed with ``extractor`` once, then read from the cache."""
+    from semtok.metrics.fid import reference_features, reference_stats
+
+    dataset_id = data if str(data) == "mnist5k" else str(Path(data).resolve())
+    reference = reference_features if features else reference_stats
+    return reference(
+        dataset_id,
+        split,
+        image_size,
+        extractor,
+        lambda: iterate_batches(dataset, 64, False, "reference"),
+        limit=limit,
+        progress=progress,
+    )

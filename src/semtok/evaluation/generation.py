@@ -52,9 +52,8 @@ def evaluate_generation(
     write a grid of the first 64 samples there (PNG with provenance). ``limit``: only the labels of an evenly spaced
     subset of that many reference images (and that subset as the reference).
     """
-    from semtok.evaluation.common import evenly_spaced, iterate_batches
+    from semtok.evaluation.common import evenly_spaced, fid_reference
     from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance
-    from semtok.metrics.fid import reference_features
     from semtok.metrics.inception_score import inception_score_report
     from semtok.metrics.precision_recall import precision_recall
 
@@ -100,16 +99,7 @@ def evaluate_generation(
     sample_seconds = time.time() - started
 
     extractor = InceptionFeatures(weights=inception_weights)
-    dataset_id = data if str(data) == "mnist5k" else str(Path(data).resolve())
-    reference = reference_features(
-        dataset_id,
-        split,
-        image_size,
-        extractor,
-        lambda: iterate_batches(dataset, 64, False, "reference"),
-        limit=limit,
-        progress=progress,
-    )
+    reference = fid_reference(dataset, data, split, image_size, extractor, limit, progress, features=True)
     chunks = images.split(64)
     if extractor.has_logits:
         features, logits = extractor.extract_with_logits(chunks, progress=progress)

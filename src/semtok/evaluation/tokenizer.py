@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
-from semtok.evaluation.common import evenly_spaced, iterate_batches
+from semtok.evaluation.common import evenly_spaced, fid_reference, iterate_batches
 from semtok.hub.pretrained import resolve_model_dir
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.teachers.base import teacher_targets
@@ -136,19 +136,10 @@ def reconstruction_fid(
 ) -> dict[str, Any]:
     """rFID: reconstructions (uint8 chunks) against the cached statistics of the same split's originals
     (``dataset`` already cut to ``limit`` images by :func:`evenly_spaced`; ``limit`` is part of the cache key)."""
-    from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance, reference_stats
+    from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance
 
     extractor = InceptionFeatures(weights=inception_weights)
-    dataset_id = data if data == "mnist5k" else str(Path(data).resolve())
-    mu_ref, sigma_ref = reference_stats(
-        dataset_id,
-        split,
-        image_size,
-        extractor,
-        lambda: iterate_batches(dataset, 64, False, "reference"),
-        limit=limit,
-        progress=progress,
-    )
+    mu_ref, sigma_ref = fid_reference(dataset, data, split, image_size, extractor, limit, progress)
     features = extractor.extract(recon_chunks, progress=progress)
     mu, sigma = feature_stats(features)
     return {

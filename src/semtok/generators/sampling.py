@@ -29,13 +29,13 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
-            raise SemtokError(f"--temperature: expected >= 0, got {self.temperature}")
+            raise SemtokError(f"sampling temperature: expected >= 0, got {self.temperature}")
         if self.top_k < 0:
-            raise SemtokError(f"--top-k: expected >= 0 (0 = off), got {self.top_k}")
+            raise SemtokError(f"sampling top_k: expected >= 0 (0 = off), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
-            raise SemtokError(f"--top-p: expected a value in (0, 1], got {self.top_p}")
+            raise SemtokError(f"sampling top_p: expected a value in (0, 1], got {self.top_p}")
         if self.cfg_scale < 0:
-            raise SemtokError(f"--cfg: expected >= 0, got {self.cfg_scale}")
+            raise SemtokError(f"sampling cfg_scale: expected >= 0, got {self.cfg_scale}")
 
 
 def sample_logits(
@@ -92,7 +92,7 @@ def generate(
         )
     if int(labels_B.min()) < 0 or int(labels_B.max()) > config.num_classes:
         raise SemtokError(
-            f"--class: expected classes in [0, {config.num_classes - 1}] (or {config.num_classes} = unconditional), "
+            f"class labels: expected values in [0, {config.num_classes - 1}] (or {config.num_classes} = unconditional), "
             f"got {labels_B.tolist()[:8]}"
         )
     device = model.token_embed.weight.device

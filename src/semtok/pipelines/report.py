@@ -93,8 +93,9 @@ def figures(out: Path, results: dict[str, Any]) -> list[Block]:
     """Reconstruction grids, sample grids (a row of 8 per class), training curves, the codebook picture."""
     from semtok.data import build_dataset
     from semtok.tokenizers.base import Tokenizer
+    from semtok.visual.codebook_picture import codebook_picture
+    from semtok.visual.curves import plot_training_curves
     from semtok.visual.grids import reconstruction_grid, save_grid
-    from semtok.visual.plots import codebook_picture, plot_training_curves
 
     fig_dir = out / "figures"
     blocks: list[Block] = [("h2", "Reconstructions (rows: val originals, then their reconstructions)")]

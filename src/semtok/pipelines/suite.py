@@ -313,11 +313,11 @@ def run_suite(suite: str, out: str | Path, rows: list[str] | None = None, progre
     from semtok.training.judge import JudgeRunConfig
 
     if suite not in SUITES:
-        raise SemtokError(f"--suite: expected one of {list(SUITES)}, got {suite!r}")
+        raise SemtokError(f"suite: expected one of {list(SUITES)}, got {suite!r}")
     rows = rows or list(ROWS)
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
-        raise SemtokError(f"--rows: unknown {unknown} (known: {list(ROWS)})")
+        raise SemtokError(f"rows: unknown {unknown} (known: {list(ROWS)})")
     budget = SUITES[suite]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -31,18 +31,25 @@ def tokenize_dataset(
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Write ``OUT.npy`` (ids ``[views * N, h, w]``), ``OUT.labels.npy`` and ``OUT.json``; returns the manifest.
+    """Token ids of a whole data split, written as a token file; returns the manifest path ``OUT.json``.
 
-    ``augment`` "none" allows only ``views`` 1 (every view would be the same image). Augmentation applies to the
-    train split only (as everywhere in semtok).
+    ``OUT.npy``: ids ``[views * N, h, w]`` (uint16 for codebooks of at most 65,536 codes, else int32) in
+    ``[0, num_codes)``; ``OUT.labels.npy``: int64 ``[views * N]`` (-1 = unlabelled). ``views`` > 1 needs
+    ``augment`` "flip" or "crop_flip" (random resized crops of ``crop_scale`` of the area, then a flip) on the
+    train split (every view would otherwise be the same image); rows are view-major. ``tokenizer_path``: a run
+    folder or a tokenizer folder. Read the result with :func:`semtok.load_tokens`.
     """
     from semtok.hub.pretrained import resolve_model_dir
     from semtok.tokenizers.base import Tokenizer
 
+    if batch_size < 1:
+        raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     if views < 1:
-        raise SemtokError(f"--views: expected a positive number of views, got {views}")
+        raise SemtokError(f"views: expected a positive number of views, got {views}")
     if views > 1 and (augment == "none" or split != "train"):
-        raise SemtokError(f"--views {views}: several views need --augment flip|crop_flip on the train split")
+        raise SemtokError(
+            f"views {views}: several views need augment 'flip' or 'crop_flip' on the train split"
+        )
     tokenizer_dir = resolve_model_dir(tokenizer_path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     size = tokenizer.config.image_size

@@ -33,10 +33,10 @@ from tqdm.auto import tqdm
 
 from semtok.config import to_dict
 from semtok.data import build_dataset
+from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
 from semtok.teachers.base import Teacher
 from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer, build_cluster_teacher
-from semtok.training.config import DataConfig
 
 FEATURES_FILE = "features.npy"
 
@@ -265,7 +265,7 @@ def build_cluster_tokenizer(
     out_dir = Path(out_dir)
     model, build, data = config.model, config.build, config.data
     if (out_dir / "tokenizer" / "model.safetensors").exists():
-        raise SemtokError(f"'{out_dir}' already holds a built tokenizer: pass another --out")
+        raise SemtokError(f"'{out_dir}' already holds a built tokenizer: choose another output folder")
     started = time.time()
     device = resolve_device(build.device)
     teacher = build_cluster_teacher(model)

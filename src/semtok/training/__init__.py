@@ -20,9 +20,11 @@ def train(
 
     Returns the run summary (also ``OUT/summary.json``); with ``stop_at``, the run checkpoints and stops after
     that step and returns ``{"kind", "stopped_at_step", "steps", <model folder>: None}`` (continue with
-    ``resume=True``). ``resume`` on a folder without a checkpoint yet starts at step 0.
+    ``resume=True``). ``resume`` on a folder without a checkpoint yet starts at step 0. ``out_dir`` gets
+    ``config.yaml``, ``checkpoints/``, ``log.jsonl``, ``tb/``, the model folder and ``summary.json``; on other
+    processes than the main one the summary is ``{}``.
     """
-    from semtok.training.engine import run_stage
+    from semtok.training.engine import Engine
     from semtok.training.registry import build_stage
 
-    return run_stage(build_stage(stage, config), out_dir, resume, progress, stop_at)
+    return Engine(build_stage(stage, config), out_dir, progress).run(resume, stop_at)

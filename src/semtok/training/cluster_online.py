@@ -18,11 +18,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from semtok.data import build_dataset
+from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
 from semtok.quantizers.online_codebook import OnlineCodebook
 from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer, build_cluster_teacher
-from semtok.training.config import DataConfig, TrainConfig
+from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
 
@@ -55,7 +55,7 @@ class ClusterOnlineStage(Stage):
     config_class = ClusterTrainRunConfig
 
     def setup(self, engine: Engine) -> Setup:
-        model, train, data = self.config.model, self.config.train, self.config.data
+        model, train = self.config.model, self.config.train
         teacher = build_cluster_teacher(model)
         if model.feature_dim not in (0, teacher.feature_dim):
             raise SemtokError(
@@ -65,14 +65,7 @@ class ClusterOnlineStage(Stage):
         model = dataclasses.replace(model, feature_dim=teacher.feature_dim)
         self.config = dataclasses.replace(self.config, model=model)
         self.teacher = teacher.to(engine.device)
-        train_set = build_dataset(
-            data.dataset,
-            "train",
-            model.image_size,
-            augment=data.augment,
-            crop_scale=data.crop_scale,
-            seed=train.seed,
-        )
+        train_set = self.image_train_set(model.image_size)
         self.codebook = OnlineCodebook(model.num_codes, model.feature_dim, model.kmeans_iters)
         self.reseeded_total = 0
         return Setup(

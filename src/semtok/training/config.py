@@ -1,4 +1,4 @@
-"""Config sections shared by every training stage: optimisation and data."""
+"""The config section every training stage shares: optimisation (``train``)."""
 
 from __future__ import annotations
 
@@ -46,19 +46,3 @@ class TrainConfig:
                 raise SemtokError(
                     f"config key 'train.{key}': expected a positive integer, got {getattr(self, key)}"
                 )
-
-
-@dataclass
-class DataConfig:
-    """Which images, and how they are augmented for training."""
-
-    dataset: str = "mnist5k"  # "mnist5k" (embedded) or an image folder
-    augment: str = "none"  # none | flip | crop_flip (RandomResizedCrop + horizontal flip) | crop (no flip)
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        if self.augment not in ("none", "flip", "crop_flip", "crop"):
-            raise SemtokError(
-                f"config key 'data.augment': expected none, flip, crop_flip or crop, got {self.augment!r}"
-            )

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from semtok.config import to_dict
+from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.training.batches import batch_stream
@@ -79,6 +80,19 @@ class Stage:
     def setup(self, engine: Engine) -> Setup:
         raise NotImplementedError
 
+    def image_train_set(self, image_size: int) -> Any:
+        """The train split of ``config.data`` at ``image_size`` px, with its augmentation (seeded by
+        ``train.seed``): what the image stages train on."""
+        data = self.config.data
+        return build_dataset(
+            data.dataset,
+            "train",
+            image_size,
+            augment=data.augment,
+            crop_scale=data.crop_scale,
+            seed=self.config.train.seed,
+        )
+
     def after_resume(self, engine: Engine) -> None:
         """Called once the checkpoint (if any) is loaded and the modules are prepared (e.g. to cache targets)."""
 
@@ -97,7 +111,7 @@ class Stage:
 
 
 class Engine:
-    """Runs one :class:`Stage` into ``out_dir``; see the module docstring. Use :func:`run_stage`."""
+    """Runs one :class:`Stage` into ``out_dir``; see the module docstring and :func:`semtok.training.train`."""
 
     def __init__(self, stage: Stage, out_dir: str | Path, progress: bool = True) -> None:
         self.stage = stage
@@ -291,20 +305,3 @@ class Engine:
             optimizers = {name: optimizer for name, optimizer in self.optimizers.items()}
             info = {"kind": self.stage.name, "world_size": self.world}
             save_checkpoint(self.out_dir, step, modules, optimizers, info, keep=self.train.keep_checkpoints)
-
-
-def run_stage(
-    stage: Stage,
-    out_dir: str | Path,
-    resume: bool = False,
-    progress: bool = True,
-    stop_at: int | None = None,
-) -> dict[str, Any]:
-    """Train ``stage`` into ``out_dir`` (or resume it); returns the run summary (``{}`` on non-main processes).
-
-    ``stop_at``: checkpoint and stop after this step (for time-limited jobs); continue later with ``resume``.
-    The summary of a stopped run is ``{"kind", "stopped_at_step", "steps", <folder>: None}``.
-    ``out_dir`` gets ``config.yaml``, ``checkpoints/``, ``log.jsonl``, ``tb/``, ``<folder>/`` and
-    ``summary.json``.
-    """
-    return Engine(stage, out_dir, progress).run(resume, stop_at)

@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from semtok.data import build_dataset
+from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
 from semtok.evaluation.common import iterate_batches
 from semtok.evaluation.judge import Judge, JudgeConfig
-from semtok.training.config import DataConfig, TrainConfig
+from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
 
@@ -95,14 +96,7 @@ class JudgeStage(Stage):
 
     def setup(self, engine: Engine) -> Setup:
         model, train, data = self.config.model, self.config.train, self.config.data
-        train_set = build_dataset(
-            data.dataset,
-            "train",
-            model.image_size,
-            augment=data.augment,
-            crop_scale=data.crop_scale,
-            seed=train.seed,
-        )
+        train_set = self.image_train_set(model.image_size)
         class_names = _checked_classes(train_set, model, data.dataset)
         model = dataclasses.replace(model, class_names=[str(name) for name in class_names])
         self.judge = Judge(model)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from semtok.data import build_dataset
+from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
 from semtok.hub.files import load_state_checked
 from semtok.hub.pretrained import resolve_model_dir
@@ -23,7 +23,7 @@ from semtok.tokenizers.base import Tokenizer
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
-from semtok.training.config import DataConfig, TrainConfig
+from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
 
@@ -127,20 +127,13 @@ class PixelStage(Stage):
         return {**super().saved_config(), "perceptual_loss_used": self.loss.perceptual_name}
 
     def setup(self, engine: Engine) -> Setup:
-        config, train, data = self.config, self.config.train, self.config.data
+        config, train = self.config, self.config.train
         if self.name == "decoder":
             self.tokenizer = attach_pixel_decoder(config.tokenizer, config.decoder)
             trained: nn.Module = FrozenEncoderDecoder(self.tokenizer)
         else:
             self.tokenizer = trained = MODELS[self.name](config.model)
-        train_set = build_dataset(
-            data.dataset,
-            "train",
-            self.tokenizer.config.image_size,
-            augment=data.augment,
-            crop_scale=data.crop_scale,
-            seed=train.seed,
-        )
+        train_set = self.image_train_set(self.tokenizer.config.image_size)
         self.loss = PixelLoss(config.loss).to(engine.device)
         self.last_layer = trained.last_layer
         return Setup(

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from semtok.data import build_dataset
+from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
 from semtok.losses.distillation import cosine_distillation_loss
 from semtok.teachers.base import Teacher, teacher_targets
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer, build_vqkd_teacher
-from semtok.training.config import DataConfig, TrainConfig
+from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
 
@@ -51,7 +51,7 @@ class VQKDStage(Stage):
     config_class = VQKDRunConfig
 
     def setup(self, engine: Engine) -> Setup:
-        train, data = self.config.train, self.config.data
+        train = self.config.train
         self.teacher = build_vqkd_teacher(self.config.model).to(engine.device)
         found = self.teacher.feature_dim
         if self.config.model.teacher_dim not in (0, found):
@@ -61,14 +61,7 @@ class VQKDStage(Stage):
             )
         model_config = dataclasses.replace(self.config.model, teacher_dim=found)
         self.config = dataclasses.replace(self.config, model=model_config)
-        train_set = build_dataset(
-            data.dataset,
-            "train",
-            model_config.image_size,
-            augment=data.augment,
-            crop_scale=data.crop_scale,
-            seed=train.seed,
-        )
+        train_set = self.image_train_set(model_config.image_size)
         self.model = VQKDTokenizer(model_config)
         self.train_set = train_set
         return Setup(

@@ -29,7 +29,7 @@ def save_png(
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise SemtokError(
-            f"--out '{path}': sample files are written as .png (they carry their provenance inside)"
+            f"sample file '{path}': expected a .png name (the provenance is stored inside)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid((images_B3HW.float().clamp(-1, 1) + 1) / 2, nrow=per_row, padding=2, pad_value=1.0)

@@ -1,0 +1,155 @@
+"""The evaluation verbs: `semtok evaluate` (a tokenizer, or generation with --generation) and `semtok probe`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from semtok.cli import checks
+from semtok.config import run_dataset
+from semtok.errors import SemtokError
+
+
+def add_parsers(verbs: argparse._SubParsersAction) -> None:
+    evaluate = verbs.add_parser("evaluate", help="codebook usage, perplexity, teacher similarity on a split")
+    evaluate.add_argument("path", help="run folder or tokenizer folder")
+    evaluate.add_argument(
+        "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
+    )
+    evaluate.add_argument("--split", default="val", choices=["train", "val"])
+    evaluate.add_argument("--batch-size", type=int, default=128)
+    evaluate.add_argument("--teacher-weights", help="local teacher weights file")
+    evaluate.add_argument("--no-fid", action="store_true", help="skip rFID (the slowest metric on a CPU)")
+    evaluate.add_argument("--inception-weights", help="pt_inception-2015-12-05 weights file for FID")
+    evaluate.add_argument("--lpips-weights", help="VGG16 backbone weights file for LPIPS")
+    evaluate.add_argument("--out", help="JSON file (default: eval_SPLIT.json beside the tokenizer)")
+    evaluate.add_argument("--no-progress", action="store_true")
+    generation = evaluate.add_argument_group(
+        "generation (PATH is an AR run)",
+        "gFID, precision/recall (k=3), Inception Score (with --inception-weights) and class accuracy (with "
+        "--judge) of one sample per label of --split",
+    )
+    generation.add_argument("--generation", action="store_true", help="evaluate the samples of an AR model")
+    generation.add_argument("--judge", help="judge classifier folder from `semtok train judge`")
+    generation.add_argument("--seed", type=int, default=0)
+    checks.add_sampling_options(generation)
+    generation.add_argument("--samples-out", help="also write a grid of the first 64 samples (.png)")
+
+    probe = verbs.add_parser(
+        "probe", help="linear-probe top-1 of a tokenizer's frozen code vectors (train -> val)"
+    )
+    probe.add_argument("path", help="run folder or tokenizer folder")
+    probe.add_argument(
+        "--data", default=None, help="'mnist5k' or a labelled image folder (default: the run's data)"
+    )
+    probe.add_argument("--batch-size", type=int, default=128, help="images per encoding batch")
+    probe.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations per fit (default 500)")
+    probe.add_argument("--seed", type=int, default=0, help="seed of the train hold-out split (default 0)")
+    probe.add_argument("--out", help="JSON file (default: probe_val.json beside the tokenizer)")
+    probe.add_argument("--no-progress", action="store_true")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.generation:
+        return _evaluate_generation(args)
+    for flag, value in (("--judge", args.judge), ("--samples-out", args.samples_out)):
+        if value is not None:
+            raise SemtokError(f"{flag} applies to generation metrics: add --generation (PATH an AR run)")
+    if (Path(args.path) / "ar" / "config.json").is_file() and not (Path(args.path) / "tokenizer").is_dir():
+        raise SemtokError(f"'{args.path}' is an AR run: add --generation for its generation metrics")
+    checks.tokenizer_folder(args.path)
+    checks.data_source(args.data)
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.input_file(args.teacher_weights, "--teacher-weights", "weights file")
+    checks.input_file(args.inception_weights, "--inception-weights", "weights file")
+    checks.input_file(args.lpips_weights, "--lpips-weights", "weights file")
+    checks.output_file(args.out, "--out")
+
+    from semtok.evaluation.common import format_table, write_json
+    from semtok.evaluation.tokenizer import evaluate_tokenizer
+    from semtok.hub.pretrained import resolve_model_dir
+
+    data = args.data or run_dataset(args.path)
+    results = evaluate_tokenizer(
+        args.path,
+        data,
+        args.split,
+        args.batch_size,
+        args.teacher_weights,
+        progress=not args.no_progress,
+        fid=not args.no_fid,
+        inception_weights=args.inception_weights,
+        lpips_weights=args.lpips_weights,
+    )
+    out = (
+        Path(args.out)
+        if args.out
+        else resolve_model_dir(args.path, "tokenizer").parent / f"eval_{args.split}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(format_table(results))
+    print(f"results: {write_json(results, out)}")
+    return 0
+
+
+def _evaluate_generation(args: argparse.Namespace) -> int:
+    for flag, value in (("--teacher-weights", args.teacher_weights), ("--lpips-weights", args.lpips_weights)):
+        if value is not None:
+            raise SemtokError(f"{flag} applies to tokenizer evaluation, not to --generation")
+    checks.ar_folder(args.path)
+    checks.judge_folder(args.judge)
+    checks.data_source(args.data)
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.input_file(args.inception_weights, "--inception-weights", "weights file")
+    checks.output_file(args.samples_out, "--samples-out", (".png",))
+    checks.output_file(args.out, "--out")
+
+    from semtok.evaluation.common import format_table, write_json
+    from semtok.evaluation.generation import evaluate_generation
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.hub.pretrained import resolve_model_dir
+
+    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.cfg)
+    results = evaluate_generation(
+        args.path,
+        args.data,
+        args.split,
+        sampling,
+        args.seed,
+        args.judge,
+        args.inception_weights,
+        args.batch_size,
+        progress=not args.no_progress,
+        samples_out=args.samples_out,
+    )
+    default = resolve_model_dir(args.path, "ar").parent / f"eval_generation_{args.split}_seed{args.seed}.json"
+    out = Path(args.out) if args.out else default
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(format_table({k: v for k, v in results.items() if not isinstance(v, dict)}))
+    print(f"results: {write_json(results, out)}")
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    checks.tokenizer_folder(args.path)
+    checks.data_source(args.data)
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.positive_int(args.max_iter, "--max-iter")
+    checks.output_file(args.out, "--out")
+
+    from semtok.evaluation.common import format_table, write_json
+    from semtok.evaluation.probe import linear_probe
+    from semtok.hub.pretrained import resolve_model_dir
+
+    data = args.data or run_dataset(args.path)
+    results = linear_probe(
+        args.path, data, args.batch_size, args.max_iter, args.seed, progress=not args.no_progress
+    )
+    out = Path(args.out) if args.out else resolve_model_dir(args.path, "tokenizer").parent / "probe_val.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    print(format_table(results))
+    print(f"results: {write_json(results, out)}")
+    return 0
+
+
+COMMANDS = {"evaluate": cmd_evaluate, "probe": cmd_probe}

@@ -1,0 +1,59 @@
+"""The whole-pipeline verbs: `semtok bench` (the paper's comparison) and `semtok demo`."""
+
+from __future__ import annotations
+
+import argparse
+
+from semtok.cli import checks
+from semtok.errors import SemtokError
+
+
+def add_parsers(verbs: argparse._SubParsersAction) -> None:
+    bench = verbs.add_parser(
+        "bench", help="the paper's comparison at small scale: every tokenizer + the same AR model, a report"
+    )
+    bench.add_argument("--suite", default="mnist", choices=["mnist", "quick"], help="budgets (default mnist)")
+    bench.add_argument(
+        "--quick", action="store_true", help="same as --suite quick (minutes, smoke-test budgets)"
+    )
+    bench.add_argument("--rows", nargs="+", help="only these rows (default: all)")
+    bench.add_argument("--out", default=None, help="output folder (default runs/bench/suite-SUITE)")
+    bench.add_argument("--progress", action="store_true", help="progress bars for every stage")
+
+    demo = verbs.add_parser(
+        "demo",
+        help="tokenizer -> pixel decoder -> AR -> samples and report on the embedded default (MNIST-5k)",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
+    demo.add_argument(
+        "--no-fid", action="store_true", help="skip rFID / gFID / precision-recall (fast check)"
+    )
+    demo.add_argument("--no-progress", action="store_true")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    suite = "quick" if args.quick else args.suite
+    out = args.out or f"runs/bench/suite-{suite}"
+    checks.output_dir(out, "--out")
+    from semtok.pipelines.suite import ROWS, run_suite
+
+    unknown = [row for row in args.rows or [] if row not in ROWS]
+    if unknown:
+        raise SemtokError(f"--rows: unknown {unknown} (known: {list(ROWS)})")
+    run_suite(suite, out, args.rows, progress=args.progress)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Embedded default end to end: tokenizer -> pixel decoder -> AR -> samples -> metrics -> report.md."""
+    checks.output_dir(args.out, "--out")
+    checks.positive_int(args.steps, "--steps")
+
+    from semtok.pipelines.demo import run_demo
+
+    run_demo(args.out, args.steps, progress=not args.no_progress, fid=not args.no_fid)
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "demo": cmd_demo}

@@ -1,0 +1,169 @@
+"""The verbs over token grids: `semtok tokenize`, `semtok sample`, `semtok reconstruct`."""
+
+from __future__ import annotations
+
+import argparse
+
+from semtok.cli import checks
+from semtok.config import run_dataset
+from semtok.errors import SemtokError
+
+
+def add_parsers(verbs: argparse._SubParsersAction) -> None:
+    tokenize = verbs.add_parser("tokenize", help="token ids of a data set to .npy + JSON manifest")
+    tokenize.add_argument("path", help="run folder or tokenizer folder")
+    tokenize.add_argument("--data", required=True, help="'mnist5k' or an image folder")
+    tokenize.add_argument("--split", default="train", choices=["train", "val"])
+    tokenize.add_argument("--batch-size", type=int, default=128)
+    tokenize.add_argument(
+        "--out", required=True, help="output name: writes NAME.npy, NAME.labels.npy, NAME.json"
+    )
+    tokenize.add_argument(
+        "--views", type=int, default=1, help="augmented views per image (needs --augment; default 1)"
+    )
+    tokenize.add_argument("--augment", default="none", choices=["none", "flip", "crop_flip"])
+    tokenize.add_argument(
+        "--crop-scale",
+        type=float,
+        nargs=2,
+        default=[0.08, 1.0],
+        metavar=("MIN", "MAX"),
+        help="crop_flip area range",
+    )
+    tokenize.add_argument("--seed", type=int, default=0, help="seed of the augmentation")
+    tokenize.add_argument("--no-progress", action="store_true")
+
+    sample = verbs.add_parser(
+        "sample", help="sample images from a trained AR model, decoded by its tokenizer"
+    )
+    sample.add_argument("path", help="AR run folder or AR model folder")
+    which = sample.add_mutually_exclusive_group()
+    which.add_argument("--class", dest="label", type=int, default=None, help="class index to sample")
+    which.add_argument(
+        "--all-classes", action="store_true", help="a grid with one row of --n samples per class"
+    )
+    sample.add_argument(
+        "--n", type=int, default=16, help="samples (per class with --all-classes; default 16)"
+    )
+    checks.add_sampling_options(sample)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--batch-size", type=int, default=64)
+    sample.add_argument("--no-cache", action="store_true", help="recompute the prefix every step (slow)")
+    sample.add_argument("--tokenizer", help="decode with this tokenizer folder (default: the recorded one)")
+    sample.add_argument("--images", help="also write every sample as its own PNG into this folder")
+    sample.add_argument("--out", required=True, help="grid image (.png; provenance inside and in .json)")
+    sample.add_argument("--no-progress", action="store_true")
+
+    reconstruct = verbs.add_parser(
+        "reconstruct", help="write originals beside their reconstructions as a grid"
+    )
+    reconstruct.add_argument("path", help="run folder or tokenizer folder (with a pixel decoder)")
+    reconstruct.add_argument(
+        "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
+    )
+    reconstruct.add_argument("--split", default="val", choices=["train", "val"])
+    reconstruct.add_argument("--n", type=int, default=32, help="number of images (default 32)")
+    reconstruct.add_argument("--out", required=True, help="image file, e.g. grid.png")
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    checks.tokenizer_folder(args.path)
+    checks.data_source(args.data)
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.positive_int(args.views, "--views", "a positive number of views")
+    if args.views > 1 and (args.augment == "none" or args.split != "train"):
+        raise SemtokError(
+            f"--views {args.views}: several views need --augment flip|crop_flip and --split train"
+        )
+    low, high = args.crop_scale
+    if not 0 < low <= high <= 1:
+        raise SemtokError(f"--crop-scale {low} {high}: expected 0 < MIN <= MAX <= 1")
+    checks.token_output(args.out)
+
+    from semtok.data.token_file import read_token_file
+    from semtok.pipelines.tokenize import tokenize_dataset
+
+    manifest = tokenize_dataset(
+        args.path,
+        args.data,
+        args.split,
+        args.out,
+        batch_size=args.batch_size,
+        views=args.views,
+        augment=args.augment,
+        crop_scale=tuple(args.crop_scale),
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    ids, _, _ = read_token_file(manifest)
+    print(f"tokens: {ids.shape[0]} rows x {list(ids.shape[1:])} ({args.views} view(s)) -> {manifest}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    checks.ar_folder(args.path)
+    checks.tokenizer_folder(args.tokenizer, "--tokenizer")
+    checks.positive_int(args.n, "--n", "a positive number of samples")
+    checks.positive_int(args.batch_size, "--batch-size")
+    checks.non_negative_int(args.label, "--class")
+    checks.output_file(args.out, "--out", (".png",))
+    checks.output_dir(args.images, "--images")
+
+    import torch
+
+    from semtok.generators.sampler import Sampler
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.visual.provenance import write_samples
+
+    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.cfg, not args.no_cache)
+    sampler = Sampler(args.path, args.tokenizer)
+    if args.all_classes:
+        classes = range(max(sampler.num_classes, 1))
+        labels = torch.tensor([c for c in classes for _ in range(args.n)])
+        per_row = args.n
+    else:
+        label = 0 if args.label is None else args.label
+        try:
+            sampler.check_class(label)
+        except SemtokError:
+            raise SemtokError(
+                f"--class {label}: this model has classes 0..{sampler.num_classes - 1}"
+            ) from None
+        labels = torch.full((args.n,), label)
+        per_row = min(args.n, 8)
+    path = write_samples(
+        sampler,
+        labels,
+        args.out,
+        sampling,
+        args.seed,
+        per_row,
+        args.batch_size,
+        args.images,
+        not args.no_progress,
+    )
+    print(f"samples: {path} ({len(labels)} images; provenance in {path.with_suffix('.json')})")
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    checks.tokenizer_folder(args.path)
+    checks.data_source(args.data)
+    checks.positive_int(args.n, "--n", "a positive number of images")
+    checks.output_file(args.out, "--out", checks.image_suffixes(), "an image file name (.png, .jpg, ...)")
+
+    import torch
+
+    from semtok.data import build_dataset
+    from semtok.hub.pretrained import resolve_model_dir
+    from semtok.tokenizers.base import Tokenizer
+    from semtok.visual.grids import reconstruction_grid, save_grid
+
+    tokenizer = Tokenizer.from_pretrained(resolve_model_dir(args.path, "tokenizer"))
+    dataset = build_dataset(args.data or run_dataset(args.path), args.split, tokenizer.config.image_size)
+    images = torch.stack([dataset[i][0] for i in range(min(args.n, len(dataset)))])
+    print(f"reconstructions: {save_grid(reconstruction_grid(tokenizer, images), args.out)}")
+    return 0
+
+
+COMMANDS = {"tokenize": cmd_tokenize, "sample": cmd_sample, "reconstruct": cmd_reconstruct}
