@@ -34,7 +34,7 @@ def test_paper_recipe_matches_design():
     m, t = config.model, config.train
     assert (m.image_size, m.patch_size, m.encoder, m.code_dim, m.num_codes) == (224, 16, "base", 32, 8192)
     assert (m.distance, m.ema_decay, m.kmeans_iters, m.commitment_weight) == ("cosine", 0.99, 10, 1.0)
-    assert (m.decoder_depth, m.decoder_width, m.decoder_heads, m.teacher) == (1, 768, 12, "clip-vit-b16")
+    assert (m.decoder_depth, m.decoder_width, m.decoder_heads, m.teacher.name) == (1, 768, 12, "clip-vit-b16")
     assert (t.lr, t.weight_decay, t.betas, t.warmup_steps, t.min_lr) == (2e-4, 1e-4, (0.9, 0.99), 25000, 1e-5)
     assert (t.steps, t.batch_size, config.data.augment, config.data.crop_scale) == (
         250000,

@@ -30,7 +30,7 @@ TINY_CONV = [
     "loss.disc_layers=1",
     "loss.perceptual=none",
 ]
-TEACHER = ["model.teacher=effnet-lite0", "model.teacher_input_size=64", "model.teacher_stride=16"]
+TEACHER = ["model.teacher.name=effnet-lite0", "model.teacher.input_size=64", "model.teacher.stride=16"]
 
 
 def token_file(path: Path) -> Path:

@@ -15,6 +15,7 @@ from PIL import Image
 from semtok.cli import main
 from semtok.errors import SemtokError
 from semtok.evaluation.probe import linear_probe, probe_features, stratified_holdout
+from semtok.teachers import ClusterTeacherConfig, TeacherConfig
 from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
@@ -46,17 +47,14 @@ def tiny_tokenizer(kind: str) -> Tokenizer:
         model = VQKDTokenizer(
             VQKDConfig(
                 image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
-                decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112,
+                decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
             )
         )  # fmt: skip
     elif kind == "cluster":
         model = ClusterTokenizer(
             ClusterConfig(
                 image_size=32,
-                teacher="effnet-lite0",
-                teacher_input_size=64,
-                teacher_stride=16,
-                feature_dim=112,
+                teacher=ClusterTeacherConfig(name="effnet-lite0", input_size=64, stride=16, dim=112),
                 num_codes=16,
             )
         )

@@ -14,6 +14,7 @@ import torch
 
 import semtok.tokenizers  # noqa: F401  (registers every kind)
 from semtok.errors import SemtokError
+from semtok.teachers import ClusterTeacherConfig, TeacherConfig
 from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
@@ -55,7 +56,7 @@ def images(batch: int = 4, seed: int = 0) -> torch.Tensor:
 def tiny_vqkd() -> Tokenizer:
     config = VQKDConfig(
         image_size=IMAGE_SIZE, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
-        decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112,
+        decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
     )  # fmt: skip
     model = VQKDTokenizer(config)
     model.train()(images(16, seed=1))  # k-means init: codes spread over the data
@@ -66,10 +67,7 @@ def tiny_cluster() -> Tokenizer:
     # the teacher's architecture with random (seeded) weights: 64 px input, stride 16 -> 4x4 x 112-d
     config = ClusterConfig(
         image_size=IMAGE_SIZE,
-        teacher="effnet-lite0",
-        teacher_input_size=64,
-        teacher_stride=16,
-        feature_dim=112,
+        teacher=ClusterTeacherConfig(name="effnet-lite0", input_size=64, stride=16, dim=112),
         num_codes=16,
     )
     model = ClusterTokenizer(config)

@@ -2,13 +2,14 @@ import pytest
 import torch
 
 from semtok.errors import SemtokError
+from semtok.teachers import TeacherConfig
 from semtok.tokenizers import Tokenizer, VQKDConfig, VQKDTokenizer
 
 
 def tiny_config(**changes) -> VQKDConfig:
     base = dict(
         image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
-        decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112,
+        decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
     )  # fmt: skip
     return VQKDConfig(**{**base, **changes})
 

@@ -19,6 +19,7 @@ centroid), repeated until every code is used or no candidate is left: no dead co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -35,7 +36,8 @@ from semtok.config import to_dict
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.teachers.base import Teacher
-from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer, build_cluster_teacher
+from semtok.teachers.config import build_teacher_from_config
+from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer
 from semtok.training.config import DataConfig
 
 FEATURES_FILE = "features.npy"
@@ -268,14 +270,17 @@ def build_cluster_tokenizer(
         raise SemtokError(f"'{out_dir}' already holds a built tokenizer: pass another --out")
     started = time.time()
     device = resolve_device(build.device)
-    teacher = build_cluster_teacher(model)
-    if model.feature_dim not in (0, teacher.feature_dim):
+    teacher = build_teacher_from_config(model.teacher)
+    if model.teacher.dim not in (0, teacher.feature_dim):
         raise SemtokError(
-            f"model.feature_dim is {model.feature_dim} but teacher '{model.teacher}' gives "
+            f"config key 'model.teacher.dim' is {model.teacher.dim} but teacher '{model.teacher.name}' gives "
             f"{teacher.feature_dim}-d features"
         )
-    model.feature_dim = teacher.feature_dim
-    model.kmeans_seed = build.seed
+    # the resolved values go into this build's own copy (saved below), never into the caller's config
+    model = dataclasses.replace(
+        model, teacher=dataclasses.replace(model.teacher, dim=teacher.feature_dim), kmeans_seed=build.seed
+    )
+    config = dataclasses.replace(config, model=model)
     dataset = build_dataset(
         data.dataset,
         build.split,
@@ -325,8 +330,8 @@ def build_cluster_tokenizer(
     counts = assign_info["counts"]
     summary = {
         "kind": "cluster",
-        "teacher": model.teacher,
-        "teacher_weights": getattr(teacher, "weights_source", model.teacher_weights),
+        "teacher": model.teacher.name,
+        "teacher_weights": getattr(teacher, "weights_source", model.teacher.weights),
         "images": vectors // (side * side),
         "grid": [side, side],
         "vectors": int(vectors),

@@ -6,7 +6,7 @@ encoder (ViT) -> task head (W -> W -> tanh -> code_dim) -> vector quantizer (cos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,8 +14,7 @@ from torch import nn
 
 from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
-from semtok.teachers import build_teacher
-from semtok.teachers.base import Teacher
+from semtok.teachers.config import TeacherConfig, upgrade_legacy_teacher
 from semtok.tokenizers.base import check_ids, eval_mode, register_tokenizer
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
@@ -24,7 +23,8 @@ from semtok.tokenizers.vq_config import check_distance, vector_quantizer
 
 @dataclass
 class VQKDConfig:
-    """Architecture of a VQ-KD tokenizer; the teacher fields record which teacher it was distilled from."""
+    """Architecture of a VQ-KD tokenizer; ``teacher`` records which teacher it was distilled from (its ``dim``
+    is filled in from the teacher when training starts)."""
 
     image_size: int = 224
     patch_size: int = 16
@@ -41,12 +41,7 @@ class VQKDConfig:
     decoder_width: int = 768
     decoder_depth: int = 1
     decoder_heads: int = 12
-    teacher: str = "clip-vit-b16"
-    teacher_weights: str | None = None
-    teacher_random_init: bool = False  # the ablation control: same architecture, random (seeded) weights
-    teacher_input_size: int = 0  # 0: the teacher's default
-    teacher_stride: int = 0  # 0: the teacher's default
-    teacher_dim: int = 0  # filled in from the teacher when training starts
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     pixel_decoder: PixelDecoderConfig | None = None  # added by `semtok train decoder`
 
     def __post_init__(self) -> None:
@@ -57,19 +52,10 @@ class VQKDConfig:
             )
         vit_size(self.encoder)
 
-
-def build_vqkd_teacher(model: VQKDConfig) -> Teacher:
-    """The frozen teacher a VQ-KD config names, at its configured input size and stride."""
-    options: dict[str, Any] = {}
-    if model.teacher_input_size:
-        options["input_size"] = model.teacher_input_size
-    if model.teacher_stride:
-        options["stride"] = model.teacher_stride
-    if model.teacher_random_init:
-        if model.teacher_weights:
-            raise SemtokError("model.teacher_random_init and model.teacher_weights exclude each other")
-        return build_teacher(model.teacher, random_init=True, seed=0, **options)
-    return build_teacher(model.teacher, weights=model.teacher_weights, **options)
+    @classmethod
+    def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The ``model`` mapping of a folder saved before the sections (flat ``teacher_*`` keys) in today's shape."""
+        return upgrade_legacy_teacher(raw)
 
 
 @register_tokenizer
@@ -79,8 +65,8 @@ class VQKDTokenizer(FeatureTokenizer):
 
     def __init__(self, config: VQKDConfig) -> None:
         super().__init__(config)
-        if config.teacher_dim <= 0:
-            raise SemtokError("VQKDConfig.teacher_dim must be set (it comes from the teacher)")
+        if config.teacher.dim <= 0:
+            raise SemtokError("config key 'model.teacher.dim' must be set (it comes from the teacher)")
         width, depth, heads = vit_size(config.encoder)
         depth = config.encoder_depth or depth
         self.encoder = ViTEncoder(config.image_size, config.patch_size, width, depth, heads)
@@ -93,7 +79,7 @@ class VQKDTokenizer(FeatureTokenizer):
             config.decoder_width,
             config.decoder_depth,
             config.decoder_heads,
-            config.teacher_dim,
+            config.teacher.dim,
         )
         init_weights(self.encoder)
         init_weights(self.task_head)
@@ -141,7 +127,7 @@ class VQKDTokenizer(FeatureTokenizer):
 
     @torch.no_grad()
     def decode_features(self, ids_BHW: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, h, w] int64 -> reconstructed teacher features [B, teacher_dim, h, w] float32."""
+        """Token ids [B, h, w] int64 -> reconstructed teacher features [B, teacher.dim, h, w] float32."""
         check_ids(ids_BHW, self.num_codes)
         B, h, w = ids_BHW.shape
         codes_BND = self.quantizer.lookup(ids_BHW.reshape(B, h * w))

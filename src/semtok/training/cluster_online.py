@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.quantizers.online_codebook import OnlineCodebook
-from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer, build_cluster_teacher
+from semtok.teachers.config import build_teacher_from_config
+from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer
 from semtok.training.config import DataConfig, TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
@@ -56,13 +57,15 @@ class ClusterOnlineStage(Stage):
 
     def setup(self, engine: Engine) -> Setup:
         model, train, data = self.config.model, self.config.train, self.config.data
-        teacher = build_cluster_teacher(model)
-        if model.feature_dim not in (0, teacher.feature_dim):
+        teacher = build_teacher_from_config(model.teacher)
+        if model.teacher.dim not in (0, teacher.feature_dim):
             raise SemtokError(
-                f"config key 'model.feature_dim' is {model.feature_dim} but teacher '{model.teacher}' gives "
+                f"config key 'model.teacher.dim' is {model.teacher.dim} but teacher '{model.teacher.name}' gives "
                 f"{teacher.feature_dim}-d features"
             )
-        model = dataclasses.replace(model, feature_dim=teacher.feature_dim)
+        model = dataclasses.replace(
+            model, teacher=dataclasses.replace(model.teacher, dim=teacher.feature_dim)
+        )
         self.config = dataclasses.replace(self.config, model=model)
         self.teacher = teacher.to(engine.device)
         train_set = build_dataset(
@@ -73,7 +76,7 @@ class ClusterOnlineStage(Stage):
             crop_scale=data.crop_scale,
             seed=train.seed,
         )
-        self.codebook = OnlineCodebook(model.num_codes, model.feature_dim, model.kmeans_iters)
+        self.codebook = OnlineCodebook(model.num_codes, model.teacher.dim, model.kmeans_iters)
         self.reseeded_total = 0
         return Setup(
             train_set=train_set,
@@ -109,7 +112,7 @@ class ClusterOnlineStage(Stage):
         fields = {
             "method": "online (codebook loss + re-seeding)",
             "codes_reseeded_this_session": self.reseeded_total,
-            "teacher": self.config.model.teacher,
+            "teacher": self.config.model.teacher.name,
         }
         return tokenizer, fields
 

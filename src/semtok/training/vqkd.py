@@ -13,7 +13,8 @@ from semtok.data import build_dataset
 from semtok.errors import SemtokError
 from semtok.losses.distillation import cosine_distillation_loss
 from semtok.teachers.base import Teacher, teacher_targets
-from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer, build_vqkd_teacher
+from semtok.teachers.config import build_teacher_from_config
+from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer
 from semtok.training.config import DataConfig, TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
@@ -52,14 +53,16 @@ class VQKDStage(Stage):
 
     def setup(self, engine: Engine) -> Setup:
         train, data = self.config.train, self.config.data
-        self.teacher = build_vqkd_teacher(self.config.model).to(engine.device)
+        teacher_config = self.config.model.teacher
+        self.teacher = build_teacher_from_config(teacher_config).to(engine.device)
         found = self.teacher.feature_dim
-        if self.config.model.teacher_dim not in (0, found):
+        if teacher_config.dim not in (0, found):
             raise SemtokError(
-                f"config key 'model.teacher_dim' is {self.config.model.teacher_dim} but teacher "
-                f"'{self.config.model.teacher}' gives {found}-d features"
+                f"config key 'model.teacher.dim' is {teacher_config.dim} but teacher "
+                f"'{teacher_config.name}' gives {found}-d features"
             )
-        model_config = dataclasses.replace(self.config.model, teacher_dim=found)
+        teacher_config = dataclasses.replace(teacher_config, dim=found)
+        model_config = dataclasses.replace(self.config.model, teacher=teacher_config)
         self.config = dataclasses.replace(self.config, model=model_config)
         train_set = build_dataset(
             data.dataset,
@@ -117,7 +120,7 @@ class VQKDStage(Stage):
         }
 
     def finish(self, engine: Engine) -> tuple[VQKDTokenizer, dict[str, Any]]:
-        fields = {"teacher": self.config.model.teacher, "teacher_features": self.cache_note}
+        fields = {"teacher": self.config.model.teacher.name, "teacher_features": self.cache_note}
         return self.model, fields
 
     def summary_lines(self, summary: dict[str, Any]) -> list[str]:
