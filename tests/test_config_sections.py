@@ -11,7 +11,17 @@ import torch
 from semtok.config import load_config
 from semtok.errors import SemtokError
 from semtok.teachers import ClusterTeacherConfig, TeacherConfig
-from semtok.tokenizers import ClusterConfig, ClusterTokenizer, Tokenizer, VQKDConfig, VQKDTokenizer
+from semtok.tokenizers import (
+    ClusterConfig,
+    ClusterTokenizer,
+    CVQConfig,
+    CVQQuantizerConfig,
+    CVQTokenizer,
+    Tokenizer,
+    VQKDConfig,
+    VQKDQuantizerConfig,
+    VQKDTokenizer,
+)
 from semtok.training.vqkd import VQKDRunConfig
 
 # config.json "config" mappings exactly as the code before the sections wrote them
@@ -21,6 +31,11 @@ OLD_VQKD = {
     "dead_code_steps": 100, "decoder_width": 32, "decoder_depth": 1, "decoder_heads": 2, "teacher": "effnet-lite0",
     "teacher_weights": None, "teacher_random_init": False, "teacher_input_size": 0, "teacher_stride": 0,
     "teacher_dim": 112, "pixel_decoder": None,
+}  # fmt: skip
+OLD_CVQ = {
+    "image_size": 32, "channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "z_channels": 8,
+    "attn_resolutions": [], "code_dim": 6, "num_codes": 16, "distance": "cosine", "ema_decay": 0.99,
+    "kmeans_init": True, "kmeans_iters": 10, "commitment_weight": 0.25, "dead_code_steps": 20,
 }  # fmt: skip
 OLD_CLUSTER = {
     "image_size": 32, "teacher": "effnet-lite0", "teacher_weights": None, "teacher_input_size": 64,
@@ -37,15 +52,21 @@ def _as_old_folder(model: Tokenizer, folder: Path, old_config: dict) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("kind", ["vqkd", "cluster"])
+@pytest.mark.parametrize("kind", ["vqkd", "cluster", "cvq"])
 def test_old_flat_layout_folder_loads(tmp_path: Path, kind: str):
     torch.manual_seed(0)
     if kind == "vqkd":
         config = VQKDConfig(
-            image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
+            image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
             decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
         )  # fmt: skip
         model, old = VQKDTokenizer(config), OLD_VQKD
+    elif kind == "cvq":
+        config = CVQConfig(
+            image_size=32, channels=8, channel_mult=(1, 2), num_res_blocks=1, z_channels=8, attn_resolutions=(),
+            quantizer=CVQQuantizerConfig(code_dim=6, num_codes=16),
+        )  # fmt: skip
+        model, old = CVQTokenizer(config), OLD_CVQ
     else:
         config = ClusterConfig(
             image_size=32,
@@ -62,7 +83,26 @@ def test_old_flat_layout_folder_loads(tmp_path: Path, kind: str):
     # saved again, it is in the new layout
     loaded.save_pretrained(tmp_path / "new")
     saved = json.loads((tmp_path / "new" / "config.json").read_text())["config"]
-    assert isinstance(saved["teacher"], dict) and "teacher_dim" not in saved and "feature_dim" not in saved
+    assert "code_dim" not in saved and "teacher_dim" not in saved and "feature_dim" not in saved
+    assert isinstance(saved.get("quantizer", {}), dict) and isinstance(saved.get("teacher", {}), dict)
+    assert ("quantizer" in saved) == (kind != "cluster") and ("teacher" in saved) == (kind != "cvq")
+
+
+def test_quantizer_section_keys():
+    from semtok.training.pixel import RUN_CONFIGS
+
+    vqgan = load_config(RUN_CONFIGS["vqgan"], "vqgan-mnist", ["model.quantizer.num_codes=32"]).model.quantizer
+    assert (vqgan.num_codes, vqgan.code_dim, vqgan.distance, vqgan.commitment_weight) == (32, 32, "l2", 0.25)
+    # a partial section keeps the tokenizer's own defaults for the other keys
+    assert load_config(RUN_CONFIGS["cvq"], None, ["model.quantizer.num_codes=8"]).model.quantizer == (
+        CVQQuantizerConfig(num_codes=8)
+    )
+    assert (CVQQuantizerConfig().distance, CVQQuantizerConfig().dead_code_steps) == ("cosine", 20)
+    assert VQKDConfig().quantizer == VQKDQuantizerConfig(num_codes=8192, code_dim=32, dead_code_steps=100)
+    with pytest.raises(SemtokError, match="config key 'model.num_codes' is unknown"):
+        load_config(VQKDRunConfig, "vqkd-mnist", ["model.num_codes=64"])
+    with pytest.raises(SemtokError, match="config key 'model.quantizer.code_dim'"):
+        load_config(RUN_CONFIGS["vqgan"], "vqgan-mnist", ["model.quantizer.code_dim=0"])
 
 
 def test_teacher_section_keys():

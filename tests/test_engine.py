@@ -65,7 +65,7 @@ def stage_overrides(stage: str, image_folder: Path, tmp_path: Path) -> list[str]
             data,
         ]
     if stage in ("vqgan", "cvq"):
-        return [*TINY_CONV, "model.num_codes=16", "model.code_dim=8", data]
+        return [*TINY_CONV, "model.quantizer.num_codes=16", "model.quantizer.code_dim=8", data]
     if stage == "fsq":
         return [*TINY_CONV, "model.levels=[4, 4]", data]
     if stage == "decoder":

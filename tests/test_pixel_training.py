@@ -34,7 +34,9 @@ def run(kind, overrides, out, **kwargs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, extra", [("vqgan", ["model.num_codes=32"]), ("fsq", ["model.levels=[4, 4]"])])
+@pytest.mark.parametrize(
+    "kind, extra", [("vqgan", ["model.quantizer.num_codes=32"]), ("fsq", ["model.levels=[4, 4]"])]
+)
 def test_baseline_trains_with_gan_and_resumes_exactly(kind, extra, image_folder, tmp_path):
     overrides = [*TINY_CONV, *extra, f"data.dataset={image_folder}"]
     summary = run(kind, overrides, tmp_path / "straight")

@@ -20,13 +20,16 @@ from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
     CVQConfig,
+    CVQQuantizerConfig,
     CVQTokenizer,
     FSQConfig,
     FSQTokenizer,
     Tokenizer,
     VQGANConfig,
+    VQGANQuantizerConfig,
     VQGANTokenizer,
     VQKDConfig,
+    VQKDQuantizerConfig,
     VQKDTokenizer,
 )
 
@@ -46,7 +49,7 @@ def tiny_tokenizer(kind: str) -> Tokenizer:
     if kind == "vqkd":
         model = VQKDTokenizer(
             VQKDConfig(
-                image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
+                image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
                 decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
             )
         )  # fmt: skip
@@ -61,8 +64,11 @@ def tiny_tokenizer(kind: str) -> Tokenizer:
     elif kind == "fsq":
         model = FSQTokenizer(FSQConfig(**TINY_CONV, levels=(4, 3, 5)))
     else:
-        config_class, cls = {"vqgan": (VQGANConfig, VQGANTokenizer), "cvq": (CVQConfig, CVQTokenizer)}[kind]
-        model = cls(config_class(**TINY_CONV, code_dim=6, num_codes=16, kmeans_iters=3))
+        config_class, cls, quantizer = {
+            "vqgan": (VQGANConfig, VQGANTokenizer, VQGANQuantizerConfig),
+            "cvq": (CVQConfig, CVQTokenizer, CVQQuantizerConfig),
+        }[kind]
+        model = cls(config_class(**TINY_CONV, quantizer=quantizer(code_dim=6, num_codes=16, kmeans_iters=3)))
     if kind in ("vqkd", "vqgan", "cvq"):
         model.train()(images(16, seed=1))  # k-means init: codes spread over the data, not random
     return model.eval()

@@ -38,7 +38,7 @@ def api_blocks() -> list[str]:
 def tiny_vqkd_with_decoder(folder: Path) -> Path:
     """A random VQ-KD tokenizer (EfficientNet-Lite0 teacher at 64 px) with a pixel decoder: 32 px -> 8x8 ids."""
     from semtok.teachers import TeacherConfig
-    from semtok.tokenizers import VQKDConfig, VQKDTokenizer
+    from semtok.tokenizers import VQKDConfig, VQKDQuantizerConfig, VQKDTokenizer
     from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 
     torch.manual_seed(0)
@@ -52,7 +52,7 @@ def tiny_vqkd_with_decoder(folder: Path) -> Path:
         z_channels=16,
     )
     config = VQKDConfig(
-        image_size=32, patch_size=4, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
+        image_size=32, patch_size=4, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
         decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112, input_size=64, stride=16),
         pixel_decoder=decoder,
     )  # fmt: skip

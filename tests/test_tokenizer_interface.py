@@ -19,14 +19,17 @@ from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
     CVQConfig,
+    CVQQuantizerConfig,
     CVQTokenizer,
     FSQConfig,
     FSQTokenizer,
     PixelDecoderConfig,
     Tokenizer,
     VQGANConfig,
+    VQGANQuantizerConfig,
     VQGANTokenizer,
     VQKDConfig,
+    VQKDQuantizerConfig,
     VQKDTokenizer,
 )
 from semtok.tokenizers.base import TOKENIZERS
@@ -55,7 +58,7 @@ def images(batch: int = 4, seed: int = 0) -> torch.Tensor:
 
 def tiny_vqkd() -> Tokenizer:
     config = VQKDConfig(
-        image_size=IMAGE_SIZE, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
+        image_size=IMAGE_SIZE, patch_size=8, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
         decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
     )  # fmt: skip
     model = VQKDTokenizer(config)
@@ -77,13 +80,17 @@ def tiny_cluster() -> Tokenizer:
 
 
 def tiny_vqgan() -> Tokenizer:
-    model = VQGANTokenizer(VQGANConfig(**TINY_CONV, code_dim=6, num_codes=16, kmeans_iters=3))
+    model = VQGANTokenizer(
+        VQGANConfig(**TINY_CONV, quantizer=VQGANQuantizerConfig(code_dim=6, num_codes=16, kmeans_iters=3))
+    )
     model.train()(images(16, seed=1))
     return model
 
 
 def tiny_cvq() -> Tokenizer:
-    model = CVQTokenizer(CVQConfig(**TINY_CONV, code_dim=6, num_codes=16, kmeans_iters=3))
+    model = CVQTokenizer(
+        CVQConfig(**TINY_CONV, quantizer=CVQQuantizerConfig(code_dim=6, num_codes=16, kmeans_iters=3))
+    )
     model.train()(images(16, seed=1))
     return model
 

@@ -5,6 +5,7 @@ from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
+from semtok.tokenizers.vq_config import CVQQuantizerConfig, VQGANQuantizerConfig, VQKDQuantizerConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer
 
@@ -12,6 +13,7 @@ __all__ = [
     "ClusterConfig",
     "ClusterTokenizer",
     "CVQConfig",
+    "CVQQuantizerConfig",
     "CVQTokenizer",
     "FSQConfig",
     "FSQTokenizer",
@@ -20,7 +22,9 @@ __all__ = [
     "PixelDecoderConfig",
     "Tokenizer",
     "VQGANConfig",
+    "VQGANQuantizerConfig",
     "VQGANTokenizer",
     "VQKDConfig",
+    "VQKDQuantizerConfig",
     "VQKDTokenizer",
 ]

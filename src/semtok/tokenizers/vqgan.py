@@ -10,7 +10,8 @@ the trainer's; ``forward`` returns what they need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,7 +20,12 @@ from semtok.errors import SemtokError
 from semtok.nn.conv import ConvDecoder, ConvEncoder, conv_kwargs
 from semtok.quantizers.vector_quantizer import VectorQuantizer
 from semtok.tokenizers.base import Tokenizer, eval_mode, register_tokenizer
-from semtok.tokenizers.vq_config import check_distance, vector_quantizer
+from semtok.tokenizers.vq_config import (
+    CVQQuantizerConfig,
+    VQGANQuantizerConfig,
+    check_quantizer,
+    upgrade_legacy_quantizer,
+)
 
 
 @dataclass
@@ -59,30 +65,23 @@ class ConvAutoencoderConfig:
 class VQGANConfig(ConvAutoencoderConfig):
     """VQGAN: conv autoencoder + EMA vector quantizer (L2 distance, k-means init)."""
 
-    code_dim: int = 256
-    num_codes: int = 8192
-    distance: str = "l2"  # l2 | cosine
-    ema_decay: float = 0.99
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    commitment_weight: float = 0.25
-    dead_code_steps: int = 0  # re-seed codes unused for this many steps; 0 disables
+    quantizer: VQGANQuantizerConfig = field(default_factory=VQGANQuantizerConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_distance(self.distance)
-        if self.code_dim < 1 or self.num_codes < 1:
-            raise SemtokError(
-                f"config keys 'model.code_dim', 'model.num_codes': expected ints >= 1, got {self.code_dim}, {self.num_codes}"
-            )
+        check_quantizer(self.quantizer)
+
+    @classmethod
+    def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The ``model`` mapping of a folder saved before the sections (flat quantizer keys) in today's shape."""
+        return upgrade_legacy_quantizer(raw)
 
 
 @dataclass
 class CVQConfig(VQGANConfig):
-    """CVQ-VAE: as VQGAN, with cosine distance and re-seeding of codes unused for ``dead_code_steps`` steps."""
+    """CVQ-VAE: as VQGAN, with cosine distance and re-seeding of codes unused for ``quantizer.dead_code_steps`` steps."""
 
-    distance: str = "cosine"
-    dead_code_steps: int = 20
+    quantizer: CVQQuantizerConfig = field(default_factory=CVQQuantizerConfig)
 
 
 class ConvQuantTokenizer(Tokenizer):
@@ -182,7 +181,7 @@ class VQGANTokenizer(ConvQuantTokenizer):
     config_class = VQGANConfig
 
     def build_quantizer(self, config: VQGANConfig) -> VectorQuantizer:
-        return vector_quantizer(config)
+        return VectorQuantizer.from_config(config.quantizer)
 
 
 @register_tokenizer

@@ -14,11 +14,12 @@ from torch import nn
 
 from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
+from semtok.quantizers.vector_quantizer import VectorQuantizer
 from semtok.teachers.config import TeacherConfig, upgrade_legacy_teacher
 from semtok.tokenizers.base import check_ids, eval_mode, register_tokenizer
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
-from semtok.tokenizers.vq_config import check_distance, vector_quantizer
+from semtok.tokenizers.vq_config import VQKDQuantizerConfig, check_quantizer, upgrade_legacy_quantizer
 
 
 @dataclass
@@ -30,14 +31,7 @@ class VQKDConfig:
     patch_size: int = 16
     encoder: str = "base"  # ViT size: tiny | small | base | large
     encoder_depth: int = 0  # 0: the size's own depth
-    code_dim: int = 32
-    num_codes: int = 8192
-    distance: str = "cosine"  # cosine | l2
-    ema_decay: float = 0.99
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    commitment_weight: float = 1.0
-    dead_code_steps: int = 100  # re-seed codes unused for this many steps; 0 disables
+    quantizer: VQKDQuantizerConfig = field(default_factory=VQKDQuantizerConfig)
     decoder_width: int = 768
     decoder_depth: int = 1
     decoder_heads: int = 12
@@ -45,7 +39,7 @@ class VQKDConfig:
     pixel_decoder: PixelDecoderConfig | None = None  # added by `semtok train decoder`
 
     def __post_init__(self) -> None:
-        check_distance(self.distance)
+        check_quantizer(self.quantizer)
         if self.image_size % self.patch_size:
             raise SemtokError(
                 f"config: model.image_size {self.image_size} is not a multiple of model.patch_size {self.patch_size}"
@@ -54,8 +48,9 @@ class VQKDConfig:
 
     @classmethod
     def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
-        """The ``model`` mapping of a folder saved before the sections (flat ``teacher_*`` keys) in today's shape."""
-        return upgrade_legacy_teacher(raw)
+        """The ``model`` mapping of a folder saved before the sections (flat ``teacher_*`` and quantizer keys) in
+        today's shape."""
+        return upgrade_legacy_quantizer(upgrade_legacy_teacher(raw))
 
 
 @register_tokenizer
@@ -70,12 +65,14 @@ class VQKDTokenizer(FeatureTokenizer):
         width, depth, heads = vit_size(config.encoder)
         depth = config.encoder_depth or depth
         self.encoder = ViTEncoder(config.image_size, config.patch_size, width, depth, heads)
-        self.task_head = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, config.code_dim))
-        self.quantizer = vector_quantizer(config)
+        self.task_head = nn.Sequential(
+            nn.Linear(width, width), nn.Tanh(), nn.Linear(width, config.quantizer.code_dim)
+        )
+        self.quantizer = VectorQuantizer.from_config(config.quantizer)
         grid = config.image_size // config.patch_size
         self.decoder = ViTDecoder(
             grid,
-            config.code_dim,
+            config.quantizer.code_dim,
             config.decoder_width,
             config.decoder_depth,
             config.decoder_heads,
@@ -85,6 +82,11 @@ class VQKDTokenizer(FeatureTokenizer):
         init_weights(self.task_head)
         init_weights(self.decoder)
         self.pixel_decoder = PixelDecoder(config.pixel_decoder) if config.pixel_decoder else None
+
+    @property
+    def num_codes(self) -> int:
+        """Codebook size, from the config (``config.quantizer.num_codes``)."""
+        return self.config.quantizer.num_codes
 
     @property
     def grid_size(self) -> tuple[int, int]:

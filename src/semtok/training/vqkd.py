@@ -78,7 +78,7 @@ class VQKDStage(Stage):
             train_set=train_set,
             modules={"model": self.model},
             optimizers={"model": build_optimizer(self.model, train)},
-            num_codes=model_config.num_codes,
+            num_codes=model_config.quantizer.num_codes,
             progress=("loss/total", "loss/distill", "codebook/usage_window"),
         )
 
