@@ -107,9 +107,9 @@ def test_pixel_decoder_and_evaluate(image_folder, tmp_path):
 
     overrides = [
         f"tokenizer={tmp_path / 'cluster'}",
-        "decoder.channels=16",
-        "decoder.channel_mult=[1, 2, 2, 2]",  # 4x4 codes -> 32 px
-        "decoder.z_channels=16",
+        "decoder.conv.channels=16",
+        "decoder.conv.channel_mult=[1, 2, 2, 2]",  # 4x4 codes -> 32 px
+        "decoder.conv.z_channels=16",
         "train.steps=2",
         "train.batch_size=4",
         "train.warmup_steps=1",

@@ -19,6 +19,7 @@ from semtok.teachers import ClusterTeacherConfig, TeacherConfig
 from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
+    ConvNetConfig,
     CVQConfig,
     CVQQuantizerConfig,
     CVQTokenizer,
@@ -35,12 +36,10 @@ from semtok.tokenizers import (
 
 TINY_CONV = {
     "image_size": 32,
-    "channels": 8,
-    "channel_mult": (1, 2, 2),  # f = 4: 8x8 tokens at 32 px
-    "num_res_blocks": 1,
-    "z_channels": 8,
-    "attn_resolutions": (),
-}
+    "conv": ConvNetConfig(
+        channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+    ),
+}  # f = 4: 8x8 tokens at 32 px
 
 
 def tiny_tokenizer(kind: str) -> Tokenizer:

@@ -18,9 +18,11 @@ from semtok.teachers import ClusterTeacherConfig, TeacherConfig
 from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
+    ConvNetConfig,
     CVQConfig,
     CVQQuantizerConfig,
     CVQTokenizer,
+    DecoderConvConfig,
     FSQConfig,
     FSQTokenizer,
     PixelDecoderConfig,
@@ -39,15 +41,15 @@ from semtok.training.pixel import attach_pixel_decoder
 IMAGE_SIZE = 32
 TINY_CONV = {
     "image_size": IMAGE_SIZE,
-    "channels": 8,
-    "channel_mult": (1, 2, 2),  # f = 4: 8x8 tokens
-    "num_res_blocks": 1,
-    "z_channels": 8,
-    "attn_resolutions": (),
-}
+    "conv": ConvNetConfig(
+        channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+    ),
+}  # f = 4: 8x8 tokens
 # a 4x4 grid of feature tokens -> 32 px: three upsamplings
 TINY_PIXEL_DECODER = PixelDecoderConfig(
-    channels=8, channel_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+    conv=DecoderConvConfig(
+        channels=8, channel_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+    )
 )
 
 

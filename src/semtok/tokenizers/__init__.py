@@ -2,6 +2,7 @@
 
 from semtok.tokenizers.base import Tokenizer
 from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer
+from semtok.tokenizers.conv_config import ConvNetConfig, DecoderConvConfig
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
@@ -15,6 +16,8 @@ __all__ = [
     "CVQConfig",
     "CVQQuantizerConfig",
     "CVQTokenizer",
+    "ConvNetConfig",
+    "DecoderConvConfig",
     "FSQConfig",
     "FSQTokenizer",
     "FeatureTokenizer",

@@ -23,6 +23,7 @@ from semtok.quantizers.cluster_codebook import ClusterCodebook
 from semtok.teachers.base import Teacher
 from semtok.teachers.config import ClusterTeacherConfig, build_teacher_from_config, upgrade_legacy_teacher
 from semtok.tokenizers.base import register_tokenizer
+from semtok.tokenizers.conv_config import upgrade_legacy_pixel_decoder
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
 
@@ -53,9 +54,9 @@ class ClusterConfig:
 
     @classmethod
     def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
-        """The ``model`` mapping of a folder saved before the sections (flat ``teacher*`` keys and
-        ``feature_dim``) in today's shape."""
-        return upgrade_legacy_teacher(raw, dim_key="feature_dim")
+        """The ``model`` mapping of a folder saved before the sections (flat ``teacher*`` keys,
+        ``feature_dim`` and the pixel decoder's conv keys) in today's shape."""
+        return upgrade_legacy_pixel_decoder(upgrade_legacy_teacher(raw, dim_key="feature_dim"))
 
 
 @register_tokenizer

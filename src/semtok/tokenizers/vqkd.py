@@ -17,6 +17,7 @@ from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
 from semtok.quantizers.vector_quantizer import VectorQuantizer
 from semtok.teachers.config import TeacherConfig, upgrade_legacy_teacher
 from semtok.tokenizers.base import check_ids, eval_mode, register_tokenizer
+from semtok.tokenizers.conv_config import upgrade_legacy_pixel_decoder
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
 from semtok.tokenizers.vq_config import VQKDQuantizerConfig, check_quantizer, upgrade_legacy_quantizer
@@ -48,9 +49,9 @@ class VQKDConfig:
 
     @classmethod
     def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
-        """The ``model`` mapping of a folder saved before the sections (flat ``teacher_*`` and quantizer keys) in
+        """The ``model`` mapping of a folder saved before the sections (flat ``teacher_*``, quantizer and pixel-decoder conv keys) in
         today's shape."""
-        return upgrade_legacy_quantizer(upgrade_legacy_teacher(raw))
+        return upgrade_legacy_pixel_decoder(upgrade_legacy_quantizer(upgrade_legacy_teacher(raw)))
 
 
 @register_tokenizer
