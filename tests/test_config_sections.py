@@ -161,3 +161,23 @@ def test_teacher_section_keys():
         load_config(VQKDRunConfig, "vqkd-mnist", ["model.teacher_input_size=64"])
     with pytest.raises(SemtokError, match="config key 'model.teacher.stride'"):
         load_config(VQKDRunConfig, "vqkd-mnist", ["model.teacher.stride=-1"])
+
+
+def test_cluster_build_leaves_the_callers_config_alone(image_folder: Path, tmp_path: Path):
+    import copy
+
+    import yaml
+
+    from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer
+
+    overrides = ["model.teacher.input_size=64", "model.num_codes=16", "model.kmeans_iters=2", "build.seed=3"]
+    config = load_config(ClusterRunConfig, "cluster-mnist", [*overrides, f"data.dataset={image_folder}"])
+    before = copy.deepcopy(config)
+    build_cluster_tokenizer(config, tmp_path / "out", progress=False)
+    assert config == before and config.model.teacher.dim == 0 and config.model.kmeans_seed == 0
+    built = Tokenizer.from_pretrained(
+        tmp_path / "out"
+    ).config  # the build's own resolved copy is what is saved
+    assert (built.teacher.dim, built.kmeans_seed) == (112, 3)
+    saved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["model"]
+    assert (saved["teacher"]["dim"], saved["kmeans_seed"]) == (112, 3)

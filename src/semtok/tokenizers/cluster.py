@@ -33,7 +33,8 @@ class ClusterConfig:
     """A Cluster tokenizer: its teacher (the encoder) and its codebook of ``num_codes`` x ``teacher.dim``.
 
     ``teacher.weights`` records where the build read the teacher from (the folder keeps a copy); ``teacher.dim``
-    is filled in from the teacher by the build. ``kmeans_iters`` and ``kmeans_seed`` record how the codebook was built (``semtok build cluster``).
+    is filled in from the teacher by the build. ``kmeans_iters`` and ``kmeans_seed`` record how the codebook
+    was built (``semtok build cluster``).
     """
 
     image_size: int = 256
