@@ -14,7 +14,7 @@ from semtok.errors import SemtokError
 from semtok.generators import ARConfig, ARTransformer, SamplingConfig, generate, sample_logits
 from semtok.generators.sampler import Sampler
 from semtok.pipelines.tokenize import tokenize_dataset
-from semtok.tokenizers import FSQConfig, FSQTokenizer
+from semtok.tokenizers import ConvNetConfig, FSQConfig, FSQTokenizer
 from semtok.training import train
 from semtok.training.ar import ARRunConfig
 from semtok.visual.provenance import read_provenance, write_samples
@@ -171,12 +171,10 @@ def fsq_tokenizer(tmp_path):
     torch.manual_seed(0)
     config = FSQConfig(
         image_size=32,
-        channels=16,
-        channel_mult=(1, 2, 2),
-        num_res_blocks=1,
-        z_channels=16,
-        attn_resolutions=(),
         levels=(4, 3),
+        conv=ConvNetConfig(
+            channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=16, attn_resolutions=()
+        ),
     )
     return FSQTokenizer(config).eval().save_pretrained(tmp_path / "fsq")
 

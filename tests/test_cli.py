@@ -83,11 +83,12 @@ def test_cli_stop_and_resume(tmp_path, tiny_vqkd_overrides):
 
 
 def _tiny_vqkd_tokenizer(folder):
-    from semtok.tokenizers import VQKDConfig, VQKDTokenizer
+    from semtok.teachers import TeacherConfig
+    from semtok.tokenizers import VQKDConfig, VQKDQuantizerConfig, VQKDTokenizer
 
     config = VQKDConfig(
-        image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
-        decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112,
+        image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
+        decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
     )  # fmt: skip
     VQKDTokenizer(config).save_pretrained(folder)
     return folder

@@ -264,13 +264,10 @@ def test_generation_checks_the_judge_before_sampling(tmp_path, monkeypatch):
     from semtok.evaluation.judge import Judge, JudgeConfig
     from semtok.generators import ARConfig, ARTransformer
     from semtok.generators.sampler import Sampler
-    from semtok.tokenizers import FSQConfig, FSQTokenizer
+    from semtok.tokenizers import ConvNetConfig, FSQConfig, FSQTokenizer
 
     torch.manual_seed(0)
-    fsq = FSQConfig(
-        image_size=32, channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=16, attn_resolutions=(),
-        levels=(4, 3),
-    )  # fmt: skip
+    fsq = FSQConfig(image_size=32, levels=(4, 3), conv=ConvNetConfig(channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=16, attn_resolutions=()))  # fmt: skip
     tokenizer_dir = FSQTokenizer(fsq).eval().save_pretrained(tmp_path / "fsq")
     config = ARConfig(depth=1, width=32, heads=2, vocab_size=12, seq_len=64, grid=(8, 8), num_classes=3)
     extra = {"tokenizer": str(tokenizer_dir), "data": {"dataset": "mnist5k"}}

@@ -16,9 +16,9 @@ from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_toke
 
 # effnet-lite0 at 64 px input, stride 16 -> a 4x4 grid of 112-d features; 20 train images -> 320 vectors
 TINY_CLUSTER = [
-    "model.teacher=effnet-lite0",
-    "model.teacher_input_size=64",
-    "model.teacher_stride=16",
+    "model.teacher.name=effnet-lite0",
+    "model.teacher.input_size=64",
+    "model.teacher.stride=16",
     "model.num_codes=16",
     "model.kmeans_iters=5",
     "build.batch_size=8",
@@ -67,7 +67,7 @@ def test_build_via_api_and_cli(image_folder, tmp_path, capsys):
     # the CLI gives the same tokenizer for the same seed; another seed gives another codebook
     common = ["build", "cluster", "--data", str(image_folder), "--teacher", "effnet-lite0"]
     common += ["--codebook-size", "16", "--iters", "5", "--no-progress"]
-    common += ["--set", "model.teacher_input_size=64", "--set", "build.batch_size=8"]
+    common += ["--set", "model.teacher.input_size=64", "--set", "build.batch_size=8"]
     assert main([*common, "--out", str(tmp_path / "cli"), "--drop-features"]) == 0
     assert "16 codes (16 used" in capsys.readouterr().out
     assert not (tmp_path / "cli" / "features.npy").exists()
@@ -107,9 +107,9 @@ def test_pixel_decoder_and_evaluate(image_folder, tmp_path):
 
     overrides = [
         f"tokenizer={tmp_path / 'cluster'}",
-        "decoder.channels=16",
-        "decoder.channel_mult=[1, 2, 2, 2]",  # 4x4 codes -> 32 px
-        "decoder.z_channels=16",
+        "decoder.conv.channels=16",
+        "decoder.conv.channel_mult=[1, 2, 2, 2]",  # 4x4 codes -> 32 px
+        "decoder.conv.z_channels=16",
         "train.steps=2",
         "train.batch_size=4",
         "train.warmup_steps=1",
@@ -148,7 +148,7 @@ def test_bad_input_is_one_line(image_folder, tmp_path, capsys, args, message):
     empty = tmp_path / "empty"
     empty.mkdir()
     args = [str(empty) if a == "EMPTY" else a for a in args]
-    base = ["build", "cluster", "--data", str(image_folder), "--set", "model.teacher_input_size=64"]
+    base = ["build", "cluster", "--data", str(image_folder), "--set", "model.teacher.input_size=64"]
     assert main([*base, *args, "--no-progress", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
@@ -156,14 +156,14 @@ def test_bad_input_is_one_line(image_folder, tmp_path, capsys, args, message):
 
 def test_cluster_configs():
     paper = load_config(ClusterRunConfig, "cluster-clip-in1k")
-    assert (paper.model.teacher, paper.model.num_codes, paper.model.image_size) == (
+    assert (paper.model.teacher.name, paper.model.num_codes, paper.model.image_size) == (
         "clip-vit-b16-preproj",
         8192,
         256,
     )
     default = load_config(ClusterRunConfig, "cluster-mnist")
     m = default.model
-    assert (m.teacher, m.teacher_input_size, m.teacher_stride, m.image_size, m.num_codes) == (
+    assert (m.teacher.name, m.teacher.input_size, m.teacher.stride, m.image_size, m.num_codes) == (
         "effnet-lite0",
         128,
         16,
@@ -175,7 +175,12 @@ def test_cluster_configs():
     from semtok.training.cluster_online import ClusterTrainRunConfig
 
     online = load_config(ClusterTrainRunConfig, "cluster-online-clip-in1k")
-    assert (online.model.teacher, online.model.num_codes, online.train.steps, online.train.batch_size) == (
+    assert (
+        online.model.teacher.name,
+        online.model.num_codes,
+        online.train.steps,
+        online.train.batch_size,
+    ) == (
         "clip-vit-b16-preproj",
         8192,
         100000,

@@ -31,10 +31,10 @@ def test_named_configs_load_and_round_trip():
 
 def test_paper_recipe_matches_design():
     config = load_config(VQKDRunConfig, "vqkd-clip-in1k")
-    m, t = config.model, config.train
-    assert (m.image_size, m.patch_size, m.encoder, m.code_dim, m.num_codes) == (224, 16, "base", 32, 8192)
-    assert (m.distance, m.ema_decay, m.kmeans_iters, m.commitment_weight) == ("cosine", 0.99, 10, 1.0)
-    assert (m.decoder_depth, m.decoder_width, m.decoder_heads, m.teacher) == (1, 768, 12, "clip-vit-b16")
+    m, t, q = config.model, config.train, config.model.quantizer
+    assert (m.image_size, m.patch_size, m.encoder, q.code_dim, q.num_codes) == (224, 16, "base", 32, 8192)
+    assert (q.distance, q.ema_decay, q.kmeans_iters, q.commitment_weight) == ("cosine", 0.99, 10, 1.0)
+    assert (m.decoder_depth, m.decoder_width, m.decoder_heads, m.teacher.name) == (1, 768, 12, "clip-vit-b16")
     assert (t.lr, t.weight_decay, t.betas, t.warmup_steps, t.min_lr) == (2e-4, 1e-4, (0.9, 0.99), 25000, 1e-5)
     assert (t.steps, t.batch_size, config.data.augment, config.data.crop_scale) == (
         250000,
@@ -75,5 +75,5 @@ def test_bad_config_file(tmp_path):
         load_config(VQKDRunConfig, str(bad))
     with pytest.raises(SemtokError, match="neither a YAML file nor a named config"):
         load_config(VQKDRunConfig, "no-such-config")
-    with pytest.raises(SemtokError, match="model.distance"):
-        load_config(VQKDRunConfig, "vqkd-mnist", ["model.distance=manhattan"])
+    with pytest.raises(SemtokError, match="model.quantizer.distance"):
+        load_config(VQKDRunConfig, "vqkd-mnist", ["model.quantizer.distance=manhattan"])

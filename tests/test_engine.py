@@ -20,17 +20,17 @@ from semtok.training.registry import STAGES, config_class
 
 STEPS = ["train.steps=4", "train.checkpoint_every=2", "train.log_every=1", "train.warmup_steps=1"]
 TINY_CONV = [
-    "model.channels=8",
-    "model.channel_mult=[1, 2]",
-    "model.z_channels=8",
-    "model.num_res_blocks=1",
+    "model.conv.channels=8",
+    "model.conv.channel_mult=[1, 2]",
+    "model.conv.z_channels=8",
+    "model.conv.num_res_blocks=1",
     "train.batch_size=4",
     "loss.disc_start=2",
     "loss.disc_channels=8",
     "loss.disc_layers=1",
     "loss.perceptual=none",
 ]
-TEACHER = ["model.teacher=effnet-lite0", "model.teacher_input_size=64", "model.teacher_stride=16"]
+TEACHER = ["model.teacher.name=effnet-lite0", "model.teacher.input_size=64", "model.teacher.stride=16"]
 
 
 def token_file(path: Path) -> Path:
@@ -65,7 +65,7 @@ def stage_overrides(stage: str, image_folder: Path, tmp_path: Path) -> list[str]
             data,
         ]
     if stage in ("vqgan", "cvq"):
-        return [*TINY_CONV, "model.num_codes=16", "model.code_dim=8", data]
+        return [*TINY_CONV, "model.quantizer.num_codes=16", "model.quantizer.code_dim=8", data]
     if stage == "fsq":
         return [*TINY_CONV, "model.levels=[4, 4]", data]
     if stage == "decoder":
@@ -73,8 +73,8 @@ def stage_overrides(stage: str, image_folder: Path, tmp_path: Path) -> list[str]
         conv = [o for o in TINY_CONV if not o.startswith("model.")]
         return [
             f"tokenizer={tokenizer}",
-            "decoder.channels=8",
-            "decoder.channel_mult=[1, 1, 1, 1]",
+            "decoder.conv.channels=8",
+            "decoder.conv.channel_mult=[1, 1, 1, 1]",
             *conv,
             data,
         ]

@@ -16,7 +16,7 @@ from semtok.errors import SemtokError
 from semtok.evaluation.judge import Judge, JudgeConfig
 from semtok.generators import ARConfig, ARTransformer
 from semtok.hub.pretrained import PretrainedModel, resolve_model_dir
-from semtok.tokenizers import FSQConfig, FSQTokenizer, Tokenizer
+from semtok.tokenizers import ConvNetConfig, FSQConfig, FSQTokenizer, Tokenizer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -25,12 +25,10 @@ def tiny_tokenizer() -> FSQTokenizer:
     torch.manual_seed(0)
     config = FSQConfig(
         image_size=16,
-        channels=8,
-        channel_mult=(1, 2),
-        num_res_blocks=1,
-        z_channels=8,
-        attn_resolutions=(),
         levels=(4, 3),
+        conv=ConvNetConfig(
+            channels=8, channel_mult=(1, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+        ),
     )
     return FSQTokenizer(config)
 

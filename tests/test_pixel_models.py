@@ -17,24 +17,26 @@ from semtok.nn.conv import AttentionBlock, ConvDecoder, ConvEncoder, group_norm
 from semtok.nn.discriminator import PatchDiscriminator
 from semtok.quantizers import FSQ
 from semtok.tokenizers import (
+    ConvNetConfig,
     CVQConfig,
+    CVQQuantizerConfig,
     CVQTokenizer,
+    DecoderConvConfig,
     FSQConfig,
     FSQTokenizer,
     PixelDecoder,
     PixelDecoderConfig,
     Tokenizer,
     VQGANConfig,
+    VQGANQuantizerConfig,
     VQGANTokenizer,
 )
 
 TINY_CONV = {
     "image_size": 32,
-    "channels": 16,
-    "channel_mult": (1, 2, 2),
-    "num_res_blocks": 1,
-    "z_channels": 16,
-    "attn_resolutions": (8,),
+    "conv": ConvNetConfig(
+        channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=16, attn_resolutions=(8,)
+    ),
 }
 
 
@@ -160,8 +162,8 @@ def test_fsq_straight_through_gradient_and_autocast():
 def tiny_config(kind: str):
     if kind == "fsq":
         return FSQConfig(**TINY_CONV, levels=(4, 3, 2))
-    cls = CVQConfig if kind == "cvq" else VQGANConfig
-    return cls(**TINY_CONV, code_dim=8, num_codes=32, kmeans_iters=3)
+    cls, quantizer = (CVQConfig, CVQQuantizerConfig) if kind == "cvq" else (VQGANConfig, VQGANQuantizerConfig)
+    return cls(**TINY_CONV, quantizer=quantizer(code_dim=8, num_codes=32, kmeans_iters=3))
 
 
 @pytest.mark.slow
@@ -203,28 +205,33 @@ def test_tokenizer_forward_encode_decode_save_load(kind, tmp_path):
 
 def test_configs_from_dict_and_defaults():
     cvq = CVQConfig()
-    assert cvq.distance == "cosine" and cvq.dead_code_steps > 0
+    assert cvq.quantizer.distance == "cosine" and cvq.quantizer.dead_code_steps > 0
     vqgan = VQGANConfig()
-    assert vqgan.distance == "l2" and vqgan.dead_code_steps == 0 and vqgan.factor == 16
+    assert vqgan.quantizer.distance == "l2" and vqgan.quantizer.dead_code_steps == 0 and vqgan.factor == 16
     raw = to_dict(tiny_config("fsq"))
     assert from_dict(FSQConfig, raw) == tiny_config("fsq")
-    assert from_dict(CVQConfig, {"channel_mult": [1, 2]}).channel_mult == (1, 2)
+    assert from_dict(CVQConfig, {"conv": {"channel_mult": [1, 2]}}).conv.channel_mult == (1, 2)
     with pytest.raises(SemtokError, match="image_size"):
-        VQGANConfig(image_size=36, channel_mult=(1, 2, 2, 2))
-    with pytest.raises(SemtokError, match="model.distance"):
-        from_dict(VQGANConfig, {"distance": "dot"})
+        VQGANConfig(image_size=36, conv=ConvNetConfig(channel_mult=(1, 2, 2, 2)))
+    with pytest.raises(SemtokError, match="model.quantizer.distance"):
+        from_dict(VQGANConfig, {"quantizer": {"distance": "dot"}})
     with pytest.raises(SemtokError, match="model.levels"):
         FSQConfig(levels=(8, 1))
 
 
 def test_cvq_reseeds_unused_codes():
     torch.manual_seed(0)
-    config = CVQConfig(**TINY_CONV, code_dim=8, num_codes=256, kmeans_init=False, dead_code_steps=1)
+    config = CVQConfig(
+        **TINY_CONV,
+        quantizer=CVQQuantizerConfig(code_dim=8, num_codes=256, kmeans_init=False, dead_code_steps=1),
+    )
     tokenizer = CVQTokenizer(config).train()
     _, _, aux = tokenizer(images(2))  # 128 vectors, 256 random codes: at least 128 are unused
     assert aux["restarted"] >= 128
     assert torch.allclose(tokenizer.quantizer.codebook.norm(dim=1), torch.ones(256))
-    vqgan = VQGANTokenizer(VQGANConfig(**TINY_CONV, code_dim=8, num_codes=256, kmeans_init=False)).train()
+    vqgan = VQGANTokenizer(
+        VQGANConfig(**TINY_CONV, quantizer=VQGANQuantizerConfig(code_dim=8, num_codes=256, kmeans_init=False))
+    ).train()
     assert vqgan(images(2))[2]["restarted"] == 0  # VQGAN's default: no restarts
 
 
@@ -235,10 +242,7 @@ def test_pixel_decoder_shapes_and_errors():
         code_dim=6,
         grid=8,
         image_size=32,
-        channels=16,
-        channel_mult=(1, 2, 2),
-        num_res_blocks=1,
-        z_channels=16,
+        conv=DecoderConvConfig(channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=16),
     )
     decoder = PixelDecoder(config)
     tokens = torch.randn(2, 64, 6)
@@ -253,17 +257,21 @@ def test_pixel_decoder_shapes_and_errors():
     with pytest.raises(SemtokError, match="expects codes"):
         decoder(torch.randn(2, 64, 5))
     with pytest.raises(SemtokError, match="3 entries"):
-        PixelDecoder(PixelDecoderConfig(grid=8, image_size=32, channel_mult=(1, 2)))
+        PixelDecoder(PixelDecoderConfig(grid=8, image_size=32, conv=DecoderConvConfig(channel_mult=(1, 2))))
     with pytest.raises(SemtokError, match="power of two"):
-        PixelDecoder(PixelDecoderConfig(grid=7, image_size=32, channel_mult=(1, 2, 2)))
+        PixelDecoder(
+            PixelDecoderConfig(grid=7, image_size=32, conv=DecoderConvConfig(channel_mult=(1, 2, 2)))
+        )
     # a run config's decoder section may leave grid / image_size to the tokenizer; building checks them
-    section = from_dict(PixelDecoderConfig, {"channels": 16, "channel_mult": [1, 2, 2]})
+    section = from_dict(PixelDecoderConfig, {"conv": {"channels": 16, "channel_mult": [1, 2, 2]}})
     with pytest.raises(SemtokError, match="pixel decoder"):
         PixelDecoder(section)
-    fitted = dataclasses.replace(section, grid=8, image_size=32, code_dim=6, num_res_blocks=1)
+    fitted = dataclasses.replace(
+        section, grid=8, image_size=32, code_dim=6, conv=dataclasses.replace(section.conv, num_res_blocks=1)
+    )
     assert PixelDecoder(fitted)(tokens).shape == (2, 3, 32, 32)
-    with pytest.raises(SemtokError, match="pixel_decoder.channel_mult"):
-        from_dict(PixelDecoderConfig, {"channel_mult": []})
+    with pytest.raises(SemtokError, match="pixel_decoder.conv.channel_mult"):
+        from_dict(PixelDecoderConfig, {"conv": {"channel_mult": []}})
 
 
 # ---------------------------------------------------------------------------------------------- perceptual

@@ -12,10 +12,10 @@ from semtok.training.pixel import RUN_CONFIGS
 from semtok.training.vqkd import VQKDRunConfig
 
 TINY_CONV = [
-    "model.channels=16",
-    "model.channel_mult=[1, 2]",
-    "model.z_channels=16",
-    "model.num_res_blocks=1",
+    "model.conv.channels=16",
+    "model.conv.channel_mult=[1, 2]",
+    "model.conv.z_channels=16",
+    "model.conv.num_res_blocks=1",
     "train.steps=6",
     "train.batch_size=4",
     "train.warmup_steps=1",
@@ -34,7 +34,9 @@ def run(kind, overrides, out, **kwargs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind, extra", [("vqgan", ["model.num_codes=32"]), ("fsq", ["model.levels=[4, 4]"])])
+@pytest.mark.parametrize(
+    "kind, extra", [("vqgan", ["model.quantizer.num_codes=32"]), ("fsq", ["model.levels=[4, 4]"])]
+)
 def test_baseline_trains_with_gan_and_resumes_exactly(kind, extra, image_folder, tmp_path):
     overrides = [*TINY_CONV, *extra, f"data.dataset={image_folder}"]
     summary = run(kind, overrides, tmp_path / "straight")
@@ -63,9 +65,9 @@ def test_pixel_decoder_for_vqkd(tiny_vqkd_overrides, image_folder, tmp_path):
     before = load_file(str(tmp_path / "vqkd" / "tokenizer" / "model.safetensors"))
     overrides = [
         f"tokenizer={tmp_path / 'vqkd'}",
-        "decoder.channels=16",
-        "decoder.channel_mult=[1, 2, 2, 2]",  # 4x4 codes -> 32 px
-        "decoder.z_channels=16",
+        "decoder.conv.channels=16",
+        "decoder.conv.channel_mult=[1, 2, 2, 2]",  # 4x4 codes -> 32 px
+        "decoder.conv.z_channels=16",
         *[o for o in TINY_CONV if not o.startswith("model.")],
         f"data.dataset={image_folder}",
     ]

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from semtok.errors import SemtokError
-from semtok.tokenizers import FSQConfig, FSQTokenizer
+from semtok.tokenizers import ConvNetConfig, FSQConfig, FSQTokenizer
 from semtok.visual.codebook_picture import code_patches, codebook_figure, codebook_panel, codebook_picture
 from semtok.visual.curves import curves_figure, plot_training_curves, read_log
 from semtok.visual.figure_file import DPI
@@ -27,12 +27,10 @@ def tiny_fsq(levels: tuple[int, ...]) -> FSQTokenizer:
     torch.manual_seed(0)
     config = FSQConfig(
         image_size=32,
-        channels=16,
-        channel_mult=(1, 2, 2),
-        num_res_blocks=1,
-        z_channels=16,
-        attn_resolutions=(),
         levels=levels,
+        conv=ConvNetConfig(
+            channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=16, attn_resolutions=()
+        ),
     )
     return FSQTokenizer(config)
 

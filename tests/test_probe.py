@@ -15,28 +15,31 @@ from PIL import Image
 from semtok.cli import main
 from semtok.errors import SemtokError
 from semtok.evaluation.probe import linear_probe, probe_features, stratified_holdout
+from semtok.teachers import ClusterTeacherConfig, TeacherConfig
 from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
+    ConvNetConfig,
     CVQConfig,
+    CVQQuantizerConfig,
     CVQTokenizer,
     FSQConfig,
     FSQTokenizer,
     Tokenizer,
     VQGANConfig,
+    VQGANQuantizerConfig,
     VQGANTokenizer,
     VQKDConfig,
+    VQKDQuantizerConfig,
     VQKDTokenizer,
 )
 
 TINY_CONV = {
     "image_size": 32,
-    "channels": 8,
-    "channel_mult": (1, 2, 2),  # f = 4: 8x8 tokens at 32 px
-    "num_res_blocks": 1,
-    "z_channels": 8,
-    "attn_resolutions": (),
-}
+    "conv": ConvNetConfig(
+        channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+    ),
+}  # f = 4: 8x8 tokens at 32 px
 
 
 def tiny_tokenizer(kind: str) -> Tokenizer:
@@ -45,26 +48,26 @@ def tiny_tokenizer(kind: str) -> Tokenizer:
     if kind == "vqkd":
         model = VQKDTokenizer(
             VQKDConfig(
-                image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
-                decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112,
+                image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
+                decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
             )
         )  # fmt: skip
     elif kind == "cluster":
         model = ClusterTokenizer(
             ClusterConfig(
                 image_size=32,
-                teacher="effnet-lite0",
-                teacher_input_size=64,
-                teacher_stride=16,
-                feature_dim=112,
+                teacher=ClusterTeacherConfig(name="effnet-lite0", input_size=64, stride=16, dim=112),
                 num_codes=16,
             )
         )
     elif kind == "fsq":
         model = FSQTokenizer(FSQConfig(**TINY_CONV, levels=(4, 3, 5)))
     else:
-        config_class, cls = {"vqgan": (VQGANConfig, VQGANTokenizer), "cvq": (CVQConfig, CVQTokenizer)}[kind]
-        model = cls(config_class(**TINY_CONV, code_dim=6, num_codes=16, kmeans_iters=3))
+        config_class, cls, quantizer = {
+            "vqgan": (VQGANConfig, VQGANTokenizer, VQGANQuantizerConfig),
+            "cvq": (CVQConfig, CVQTokenizer, CVQQuantizerConfig),
+        }[kind]
+        model = cls(config_class(**TINY_CONV, quantizer=quantizer(code_dim=6, num_codes=16, kmeans_iters=3)))
     if kind in ("vqkd", "vqgan", "cvq"):
         model.train()(images(16, seed=1))  # k-means init: codes spread over the data, not random
     return model.eval()

@@ -37,7 +37,8 @@ def api_blocks() -> list[str]:
 
 def tiny_vqkd_with_decoder(folder: Path) -> Path:
     """A random VQ-KD tokenizer (EfficientNet-Lite0 teacher at 64 px) with a pixel decoder: 32 px -> 8x8 ids."""
-    from semtok.tokenizers import VQKDConfig, VQKDTokenizer
+    from semtok.teachers import TeacherConfig
+    from semtok.tokenizers import DecoderConvConfig, VQKDConfig, VQKDQuantizerConfig, VQKDTokenizer
     from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 
     torch.manual_seed(0)
@@ -45,15 +46,12 @@ def tiny_vqkd_with_decoder(folder: Path) -> Path:
         code_dim=8,
         grid=8,
         image_size=32,
-        channels=16,
-        channel_mult=(1, 2, 2),
-        num_res_blocks=1,
-        z_channels=16,
+        conv=DecoderConvConfig(channels=16, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=16),
     )
     config = VQKDConfig(
-        image_size=32, patch_size=4, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
-        decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112, teacher_input_size=64,
-        teacher_stride=16, pixel_decoder=decoder,
+        image_size=32, patch_size=4, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
+        decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112, input_size=64, stride=16),
+        pixel_decoder=decoder,
     )  # fmt: skip
     return VQKDTokenizer(config).eval().save_pretrained(folder)
 

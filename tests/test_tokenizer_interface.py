@@ -14,18 +14,24 @@ import torch
 
 import semtok.tokenizers  # noqa: F401  (registers every kind)
 from semtok.errors import SemtokError
+from semtok.teachers import ClusterTeacherConfig, TeacherConfig
 from semtok.tokenizers import (
     ClusterConfig,
     ClusterTokenizer,
+    ConvNetConfig,
     CVQConfig,
+    CVQQuantizerConfig,
     CVQTokenizer,
+    DecoderConvConfig,
     FSQConfig,
     FSQTokenizer,
     PixelDecoderConfig,
     Tokenizer,
     VQGANConfig,
+    VQGANQuantizerConfig,
     VQGANTokenizer,
     VQKDConfig,
+    VQKDQuantizerConfig,
     VQKDTokenizer,
 )
 from semtok.tokenizers.base import TOKENIZERS
@@ -35,15 +41,15 @@ from semtok.training.pixel import attach_pixel_decoder
 IMAGE_SIZE = 32
 TINY_CONV = {
     "image_size": IMAGE_SIZE,
-    "channels": 8,
-    "channel_mult": (1, 2, 2),  # f = 4: 8x8 tokens
-    "num_res_blocks": 1,
-    "z_channels": 8,
-    "attn_resolutions": (),
-}
+    "conv": ConvNetConfig(
+        channels=8, channel_mult=(1, 2, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+    ),
+}  # f = 4: 8x8 tokens
 # a 4x4 grid of feature tokens -> 32 px: three upsamplings
 TINY_PIXEL_DECODER = PixelDecoderConfig(
-    channels=8, channel_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+    conv=DecoderConvConfig(
+        channels=8, channel_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=8, attn_resolutions=()
+    )
 )
 
 
@@ -54,8 +60,8 @@ def images(batch: int = 4, seed: int = 0) -> torch.Tensor:
 
 def tiny_vqkd() -> Tokenizer:
     config = VQKDConfig(
-        image_size=IMAGE_SIZE, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
-        decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112,
+        image_size=IMAGE_SIZE, patch_size=8, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
+        decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
     )  # fmt: skip
     model = VQKDTokenizer(config)
     model.train()(images(16, seed=1))  # k-means init: codes spread over the data
@@ -66,10 +72,7 @@ def tiny_cluster() -> Tokenizer:
     # the teacher's architecture with random (seeded) weights: 64 px input, stride 16 -> 4x4 x 112-d
     config = ClusterConfig(
         image_size=IMAGE_SIZE,
-        teacher="effnet-lite0",
-        teacher_input_size=64,
-        teacher_stride=16,
-        feature_dim=112,
+        teacher=ClusterTeacherConfig(name="effnet-lite0", input_size=64, stride=16, dim=112),
         num_codes=16,
     )
     model = ClusterTokenizer(config)
@@ -79,13 +82,17 @@ def tiny_cluster() -> Tokenizer:
 
 
 def tiny_vqgan() -> Tokenizer:
-    model = VQGANTokenizer(VQGANConfig(**TINY_CONV, code_dim=6, num_codes=16, kmeans_iters=3))
+    model = VQGANTokenizer(
+        VQGANConfig(**TINY_CONV, quantizer=VQGANQuantizerConfig(code_dim=6, num_codes=16, kmeans_iters=3))
+    )
     model.train()(images(16, seed=1))
     return model
 
 
 def tiny_cvq() -> Tokenizer:
-    model = CVQTokenizer(CVQConfig(**TINY_CONV, code_dim=6, num_codes=16, kmeans_iters=3))
+    model = CVQTokenizer(
+        CVQConfig(**TINY_CONV, quantizer=CVQQuantizerConfig(code_dim=6, num_codes=16, kmeans_iters=3))
+    )
     model.train()(images(16, seed=1))
     return model
 

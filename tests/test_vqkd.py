@@ -2,13 +2,14 @@ import pytest
 import torch
 
 from semtok.errors import SemtokError
-from semtok.tokenizers import Tokenizer, VQKDConfig, VQKDTokenizer
+from semtok.teachers import TeacherConfig
+from semtok.tokenizers import Tokenizer, VQKDConfig, VQKDQuantizerConfig, VQKDTokenizer
 
 
 def tiny_config(**changes) -> VQKDConfig:
     base = dict(
-        image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, code_dim=8, num_codes=16,
-        decoder_width=32, decoder_heads=2, teacher="effnet-lite0", teacher_dim=112,
+        image_size=32, patch_size=8, encoder="tiny", encoder_depth=1, quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=16),
+        decoder_width=32, decoder_heads=2, teacher=TeacherConfig(name="effnet-lite0", dim=112),
     )  # fmt: skip
     return VQKDConfig(**{**base, **changes})
 
@@ -65,7 +66,7 @@ def test_from_pretrained_errors(tmp_path):
     (tmp_path / "tok" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(SemtokError, match="not a readable safetensors"):
         Tokenizer.from_pretrained(tmp_path / "tok")
-    other = VQKDTokenizer(tiny_config(num_codes=32))
+    other = VQKDTokenizer(tiny_config(quantizer=VQKDQuantizerConfig(code_dim=8, num_codes=32)))
     other.save_pretrained(tmp_path / "other")
     (tmp_path / "tok" / "model.safetensors").write_bytes(
         (tmp_path / "other" / "model.safetensors").read_bytes()

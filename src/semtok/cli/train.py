@@ -30,7 +30,7 @@ def _add_common_options(parser: argparse.ArgumentParser, default_config: str, im
 
 
 def _add_teacher_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--teacher", help="teacher registry name (overrides model.teacher)")
+    parser.add_argument("--teacher", help="teacher registry name (overrides model.teacher.name)")
     parser.add_argument("--teacher-weights", help="local teacher weights file (safetensors or state dict)")
 
 
@@ -94,8 +94,8 @@ def _overrides(args: argparse.Namespace, spec: StageSpec) -> list[str]:
     overrides = []
     for flag, key in (
         ("data", "data.dataset"),
-        ("teacher", "model.teacher"),
-        ("teacher_weights", "model.teacher_weights"),
+        ("teacher", "model.teacher.name"),
+        ("teacher_weights", "model.teacher.weights"),
     ):
         if getattr(args, flag, None):
             overrides.append(f"{key}={getattr(args, flag)}")
@@ -170,8 +170,8 @@ def cmd_build_cluster(args: argparse.Namespace) -> int:
     overrides = []
     for flag, key in (
         ("data", "data.dataset"),
-        ("teacher", "model.teacher"),
-        ("teacher_weights", "model.teacher_weights"),
+        ("teacher", "model.teacher.name"),
+        ("teacher_weights", "model.teacher.weights"),
         ("codebook_size", "model.num_codes"),
         ("max_images", "build.max_images"),
         ("iters", "model.kmeans_iters"),

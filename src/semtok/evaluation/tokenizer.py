@@ -57,15 +57,17 @@ def evaluate_tokenizer(
     }
     teacher = None
     if tokenizer.kind == "vqkd":
-        from semtok.tokenizers.vqkd import build_vqkd_teacher
+        import dataclasses
 
-        config = tokenizer.config
+        from semtok.teachers.config import build_teacher_from_config
+
+        teacher_config = tokenizer.config.teacher
         if teacher_weights is not None:
-            config.teacher_weights = teacher_weights
-        teacher = build_vqkd_teacher(config)
-        results["teacher"] = config.teacher
+            teacher_config = dataclasses.replace(teacher_config, weights=teacher_weights)
+        teacher = build_teacher_from_config(teacher_config)
+        results["teacher"] = teacher_config.name
     elif tokenizer.kind == "cluster":
-        results["teacher"] = tokenizer.config.teacher  # its own frozen copy, inside the tokenizer folder
+        results["teacher"] = tokenizer.config.teacher.name  # its own frozen copy, inside the tokenizer folder
     run_summary = tokenizer_dir.parent / "summary.json"
     if run_summary.exists():
         perceptual = json.loads(run_summary.read_text()).get("perceptual_loss")

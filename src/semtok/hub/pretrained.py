@@ -297,8 +297,12 @@ class PretrainedModel(ModelHubMixin):
             raise SemtokError(
                 f"'{directory / CONFIG_FILE}' is not a semtok model config (needs a 'config' mapping)"
             )
+        raw = meta["config"]
+        upgrade = getattr(target.config_class, "upgrade_legacy", None)
+        if upgrade is not None:  # a folder saved before the config had its current sections
+            raw = upgrade(raw)
         try:  # an unknown key, a bad value: the config error, naming the file it is in
-            model = target(from_dict(target.config_class, meta["config"], prefix=target.config_prefix))
+            model = target(from_dict(target.config_class, raw, prefix=target.config_prefix))
         except SemtokError as error:
             raise SemtokError(f"'{directory / CONFIG_FILE}': {error}") from None
         weights = directory / WEIGHTS_FILE

@@ -57,8 +57,8 @@ ROWS: dict[str, tuple[str, str, tuple[str, ...], bool]] = {
     "cvq": ("cvq", "cvq-mnist", (), False),
     "vqkd": ("vqkd", "vqkd-mnist", (), False),
     "cluster": ("cluster", "cluster-mnist", (), False),
-    "vqkd-lite2": ("vqkd", "vqkd-mnist", ("model.teacher=effnet-lite2",), True),
-    "vqkd-random": ("vqkd", "vqkd-mnist", ("model.teacher_random_init=true",), True),
+    "vqkd-lite2": ("vqkd", "vqkd-mnist", ("model.teacher.name=effnet-lite2",), True),
+    "vqkd-random": ("vqkd", "vqkd-mnist", ("model.teacher.random_init=true",), True),
 }
 LABELS = {
     "vqgan": "VQGAN",

@@ -13,33 +13,32 @@ file needed) and the saved tensors replace them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from semtok.errors import SemtokError
 from semtok.quantizers.cluster_codebook import ClusterCodebook
-from semtok.teachers import build_teacher
 from semtok.teachers.base import Teacher
+from semtok.teachers.config import ClusterTeacherConfig, build_teacher_from_config, upgrade_legacy_teacher
 from semtok.tokenizers.base import register_tokenizer
+from semtok.tokenizers.conv_config import upgrade_legacy_pixel_decoder
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
 
 
 @dataclass
 class ClusterConfig:
-    """A Cluster tokenizer: its teacher (the encoder) and its codebook of ``num_codes`` x ``feature_dim``.
+    """A Cluster tokenizer: its teacher (the encoder) and its codebook of ``num_codes`` x ``teacher.dim``.
 
-    ``kmeans_iters`` and ``kmeans_seed`` record how the codebook was built (``semtok build cluster``).
+    ``teacher.weights`` records where the build read the teacher from (the folder keeps a copy); ``teacher.dim``
+    is filled in from the teacher by the build. ``kmeans_iters`` and ``kmeans_seed`` record how the codebook
+    was built (``semtok build cluster``).
     """
 
     image_size: int = 256
-    teacher: str = "clip-vit-b16-preproj"
-    teacher_weights: str | None = None  # where the build read the teacher from (the folder keeps a copy)
-    teacher_input_size: int = 0  # 0: the teacher's default
-    teacher_stride: int = 0  # 0: the teacher's default (EfficientNet / ConvNeXt only)
-    feature_dim: int = 0  # filled in from the teacher by the build
+    teacher: ClusterTeacherConfig = field(default_factory=ClusterTeacherConfig)
     num_codes: int = 8192
     kmeans_iters: int = 20
     kmeans_seed: int = 0
@@ -49,25 +48,16 @@ class ClusterConfig:
         for key in ("image_size", "num_codes"):
             if getattr(self, key) < 1:
                 raise SemtokError(f"config key 'model.{key}': expected an int >= 1, got {getattr(self, key)}")
-        for key in ("teacher_input_size", "teacher_stride", "feature_dim", "kmeans_iters"):
-            if getattr(self, key) < 0:
-                raise SemtokError(f"config key 'model.{key}': expected an int >= 0, got {getattr(self, key)}")
+        if self.kmeans_iters < 0:
+            raise SemtokError(
+                f"config key 'model.kmeans_iters': expected an int >= 0, got {self.kmeans_iters}"
+            )
 
-
-def build_cluster_teacher(config: ClusterConfig, random_init: bool = False) -> Teacher:
-    """The frozen teacher a Cluster config names, at its input size and stride.
-
-    ``random_init=True``: the same architecture with random weights (the tokenizer folder's tensors are
-    loaded over it), so no weights file or hub access is needed.
-    """
-    options: dict[str, Any] = {}
-    if config.teacher_input_size:
-        options["input_size"] = config.teacher_input_size
-    if config.teacher_stride:
-        options["stride"] = config.teacher_stride
-    if random_init:  # the registry refuses random_init together with a weights file
-        return build_teacher(config.teacher, random_init=True, **options)
-    return build_teacher(config.teacher, weights=config.teacher_weights, **options)
+    @classmethod
+    def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The ``model`` mapping of a folder saved before the sections (flat ``teacher*`` keys,
+        ``feature_dim`` and the pixel decoder's conv keys) in today's shape."""
+        return upgrade_legacy_pixel_decoder(upgrade_legacy_teacher(raw, dim_key="feature_dim"))
 
 
 @register_tokenizer
@@ -75,7 +65,7 @@ class ClusterTokenizer(FeatureTokenizer):
     """Frozen teacher + cosine codebook of its clustered patch features (see the module docstring).
 
     ``ClusterTokenizer(config)`` builds the teacher with random weights (for loading a saved folder);
-    pass ``teacher=`` (e.g. ``build_cluster_teacher(config)``) to wrap a pretrained one.
+    pass ``teacher=`` (e.g. ``build_teacher_from_config(config.teacher)``) to wrap a pretrained one.
     """
 
     kind = "cluster"
@@ -84,16 +74,16 @@ class ClusterTokenizer(FeatureTokenizer):
     def __init__(self, config: ClusterConfig, teacher: Teacher | None = None) -> None:
         super().__init__(config)
         if teacher is None:
-            teacher = build_cluster_teacher(config, random_init=True)
-        if config.feature_dim <= 0:
-            raise SemtokError("ClusterConfig.feature_dim must be set (it comes from the teacher)")
-        if teacher.feature_dim != config.feature_dim:
+            teacher = build_teacher_from_config(config.teacher, random_init=True)
+        if config.teacher.dim <= 0:
+            raise SemtokError("config key 'model.teacher.dim' must be set (it comes from the teacher)")
+        if teacher.feature_dim != config.teacher.dim:
             raise SemtokError(
-                f"teacher '{config.teacher}' gives {teacher.feature_dim}-d features, the config says "
-                f"feature_dim {config.feature_dim}"
+                f"teacher '{config.teacher.name}' gives {teacher.feature_dim}-d features, config key "
+                f"'model.teacher.dim' says {config.teacher.dim}"
             )
         self.teacher = teacher.freeze()
-        self.quantizer = ClusterCodebook(config.num_codes, config.feature_dim)
+        self.quantizer = ClusterCodebook(config.num_codes, config.teacher.dim)
         self.pixel_decoder = PixelDecoder(config.pixel_decoder) if config.pixel_decoder else None
 
     @property

@@ -19,6 +19,7 @@ centroid), repeated until every code is used or no candidate is left: no dead co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,7 +37,8 @@ from semtok.data import build_dataset
 from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
 from semtok.teachers.base import Teacher
-from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer, build_cluster_teacher
+from semtok.teachers.config import build_resolved_teacher
+from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer
 
 FEATURES_FILE = "features.npy"
 
@@ -268,14 +270,10 @@ def build_cluster_tokenizer(
         raise SemtokError(f"'{out_dir}' already holds a built tokenizer: choose another output folder")
     started = time.time()
     device = resolve_device(build.device)
-    teacher = build_cluster_teacher(model)
-    if model.feature_dim not in (0, teacher.feature_dim):
-        raise SemtokError(
-            f"model.feature_dim is {model.feature_dim} but teacher '{model.teacher}' gives "
-            f"{teacher.feature_dim}-d features"
-        )
-    model.feature_dim = teacher.feature_dim
-    model.kmeans_seed = build.seed
+    teacher, teacher_config = build_resolved_teacher(model.teacher)
+    # the resolved values go into this build's own copy (saved below), never into the caller's config
+    model = dataclasses.replace(model, teacher=teacher_config, kmeans_seed=build.seed)
+    config = dataclasses.replace(config, model=model)
     dataset = build_dataset(
         data.dataset,
         build.split,
@@ -325,8 +323,8 @@ def build_cluster_tokenizer(
     counts = assign_info["counts"]
     summary = {
         "kind": "cluster",
-        "teacher": model.teacher,
-        "teacher_weights": getattr(teacher, "weights_source", model.teacher_weights),
+        "teacher": model.teacher.name,
+        "teacher_weights": getattr(teacher, "weights_source", model.teacher.weights),
         "images": vectors // (side * side),
         "grid": [side, side],
         "vectors": int(vectors),

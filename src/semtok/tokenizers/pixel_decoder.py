@@ -8,47 +8,38 @@ losses (the trainer's business).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from semtok.errors import SemtokError
-from semtok.nn.conv import ConvDecoder, conv_kwargs
+from semtok.nn.conv import ConvDecoder
+from semtok.tokenizers.conv_config import DecoderConvConfig
 
 
 @dataclass
 class PixelDecoderConfig:
     """Architecture of a pixel decoder.
 
-    ``len(channel_mult) - 1`` upsamplings by 2 must map the token ``grid`` to ``image_size``
+    ``len(conv.channel_mult) - 1`` upsamplings by 2 must map the token ``grid`` to ``image_size``
     (``grid * 2 ** (len(channel_mult) - 1) == image_size``), e.g. grid 16 -> 256 px with 5 entries,
     grid 8 -> 32 px with 3 (checked by :meth:`check_grid` when a :class:`PixelDecoder` is built, so a run
-    config may leave ``grid``, ``image_size`` and ``code_dim`` for the tokenizer to fill in). Attention runs at decoder levels whose side is in ``attn_resolutions``.
+    config may leave ``grid``, ``image_size`` and ``code_dim`` for the tokenizer to fill in). Attention runs at decoder levels whose side is in ``conv.attn_resolutions``.
     """
 
     code_dim: int = 32
     grid: int = 16
     image_size: int = 256
-    channels: int = 128
-    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
-    num_res_blocks: int = 2
-    z_channels: int = 256
-    attn_resolutions: tuple[int, ...] = ()
+    conv: DecoderConvConfig = field(default_factory=DecoderConvConfig)
 
     def __post_init__(self) -> None:
-        self.channel_mult = tuple(int(m) for m in self.channel_mult)
-        self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
-        for key in ("code_dim", "grid", "image_size", "channels", "num_res_blocks", "z_channels"):
+        for key in ("code_dim", "grid", "image_size"):
             if getattr(self, key) < 1:
                 raise SemtokError(
                     f"config key 'pixel_decoder.{key}': expected an int >= 1, got {getattr(self, key)}"
                 )
-        if not self.channel_mult or min(self.channel_mult) < 1:
-            raise SemtokError(
-                f"config key 'pixel_decoder.channel_mult': expected a non-empty list of ints >= 1, "
-                f"got {list(self.channel_mult)}"
-            )
+        self.conv.check("pixel_decoder.conv.")
 
     def check_grid(self) -> None:
         """Raise a SemtokError unless the upsamplings map ``grid`` to ``image_size``.
@@ -56,7 +47,7 @@ class PixelDecoderConfig:
         Not run by ``__post_init__``: a run config may give the architecture before the tokenizer fills in
         ``grid``, ``image_size`` and ``code_dim``; :class:`PixelDecoder` checks when it is built.
         """
-        upsamplings = len(self.channel_mult) - 1
+        upsamplings = len(self.conv.channel_mult) - 1
         if self.grid * 2**upsamplings != self.image_size:
             ratio = self.image_size / self.grid
             if ratio >= 1 and ratio.is_integer() and math.log2(ratio).is_integer():
@@ -64,7 +55,7 @@ class PixelDecoderConfig:
             else:
                 hint = "image_size / grid must be a power of two"
             raise SemtokError(
-                f"pixel decoder: channel_mult {list(self.channel_mult)} upsamples {upsamplings} times "
+                f"pixel decoder: conv.channel_mult {list(self.conv.channel_mult)} upsamples {upsamplings} times "
                 f"(x{2**upsamplings}), which maps a {self.grid}x{self.grid} token grid to "
                 f"{self.grid * 2**upsamplings} px, not image_size {self.image_size}: {hint}"
             )
@@ -83,8 +74,8 @@ class PixelDecoder(nn.Module):
         super().__init__()
         config.check_grid()
         self.config = config
-        self.proj = nn.Conv2d(config.code_dim, config.z_channels, 1)
-        self.decoder = ConvDecoder(3, **conv_kwargs(config))
+        self.proj = nn.Conv2d(config.code_dim, config.conv.z_channels, 1)
+        self.decoder = ConvDecoder(3, **config.conv.kwargs(config.image_size))
 
     @property
     def last_layer(self) -> nn.Parameter:

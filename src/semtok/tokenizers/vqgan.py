@@ -10,16 +10,23 @@ the trainer's; ``forward`` returns what they need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from semtok.errors import SemtokError
-from semtok.nn.conv import ConvDecoder, ConvEncoder, conv_kwargs
+from semtok.nn.conv import ConvDecoder, ConvEncoder
 from semtok.quantizers.vector_quantizer import VectorQuantizer
 from semtok.tokenizers.base import Tokenizer, eval_mode, register_tokenizer
-from semtok.tokenizers.vq_config import check_distance, vector_quantizer
+from semtok.tokenizers.conv_config import ConvNetConfig, upgrade_legacy_conv
+from semtok.tokenizers.vq_config import (
+    CVQQuantizerConfig,
+    VQGANQuantizerConfig,
+    check_quantizer,
+    upgrade_legacy_quantizer,
+)
 
 
 @dataclass
@@ -27,62 +34,52 @@ class ConvAutoencoderConfig:
     """Conv encoder/decoder architecture shared by the pixel tokenizers (VQGAN's 256 px defaults: f = 16)."""
 
     image_size: int = 256
-    channels: int = 128
-    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
-    num_res_blocks: int = 2
-    z_channels: int = 256
-    attn_resolutions: tuple[int, ...] = (16,)
+    conv: ConvNetConfig = field(default_factory=ConvNetConfig)
 
     def __post_init__(self) -> None:
-        self.channel_mult = tuple(int(m) for m in self.channel_mult)
-        self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
-        if not self.channel_mult or min(self.channel_mult) < 1:
-            raise SemtokError(
-                f"config key 'model.channel_mult': expected a non-empty list of ints >= 1, got {list(self.channel_mult)}"
-            )
-        for key in ("image_size", "channels", "num_res_blocks", "z_channels"):
-            if getattr(self, key) < 1:
-                raise SemtokError(f"config key 'model.{key}': expected an int >= 1, got {getattr(self, key)}")
+        self.conv.check("model.conv.")
+        if self.image_size < 1:
+            raise SemtokError(f"config key 'model.image_size': expected an int >= 1, got {self.image_size}")
         if self.image_size % self.factor:
             raise SemtokError(
                 f"config key 'model.image_size': {self.image_size} is not divisible by the downsampling factor "
-                f"{self.factor} (2 ** (len(channel_mult) - 1) for channel_mult {list(self.channel_mult)})"
+                f"{self.factor} (2 ** (len(channel_mult) - 1) for model.conv.channel_mult "
+                f"{list(self.conv.channel_mult)})"
             )
+
+    @classmethod
+    def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The ``model`` mapping of a folder saved before the sections (flat conv keys) in today's shape."""
+        return upgrade_legacy_conv(raw)
 
     @property
     def factor(self) -> int:
         """Downsampling factor f: pixels per token side."""
-        return 2 ** (len(self.channel_mult) - 1)
+        return 2 ** (len(self.conv.channel_mult) - 1)
 
 
 @dataclass
 class VQGANConfig(ConvAutoencoderConfig):
     """VQGAN: conv autoencoder + EMA vector quantizer (L2 distance, k-means init)."""
 
-    code_dim: int = 256
-    num_codes: int = 8192
-    distance: str = "l2"  # l2 | cosine
-    ema_decay: float = 0.99
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    commitment_weight: float = 0.25
-    dead_code_steps: int = 0  # re-seed codes unused for this many steps; 0 disables
+    quantizer: VQGANQuantizerConfig = field(default_factory=VQGANQuantizerConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_distance(self.distance)
-        if self.code_dim < 1 or self.num_codes < 1:
-            raise SemtokError(
-                f"config keys 'model.code_dim', 'model.num_codes': expected ints >= 1, got {self.code_dim}, {self.num_codes}"
-            )
+        check_quantizer(self.quantizer)
+
+    @classmethod
+    def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The ``model`` mapping of a folder saved before the sections (flat conv and quantizer keys) in
+        today's shape."""
+        return upgrade_legacy_quantizer(upgrade_legacy_conv(raw))
 
 
 @dataclass
 class CVQConfig(VQGANConfig):
-    """CVQ-VAE: as VQGAN, with cosine distance and re-seeding of codes unused for ``dead_code_steps`` steps."""
+    """CVQ-VAE: as VQGAN, with cosine distance and re-seeding of codes unused for ``quantizer.dead_code_steps`` steps."""
 
-    distance: str = "cosine"
-    dead_code_steps: int = 20
+    quantizer: CVQQuantizerConfig = field(default_factory=CVQQuantizerConfig)
 
 
 class ConvQuantTokenizer(Tokenizer):
@@ -93,12 +90,12 @@ class ConvQuantTokenizer(Tokenizer):
 
     def __init__(self, config: ConvAutoencoderConfig) -> None:
         super().__init__(config)
-        self.encoder = ConvEncoder(3, **conv_kwargs(config))
+        self.encoder = ConvEncoder(3, **config.conv.kwargs(config.image_size))
         self.quantizer = self.build_quantizer(config)
         code_dim = self.quantizer.code_dim
-        self.quant_conv = nn.Conv2d(config.z_channels, code_dim, 1)
-        self.post_quant_conv = nn.Conv2d(code_dim, config.z_channels, 1)
-        self.decoder = ConvDecoder(3, **conv_kwargs(config))
+        self.quant_conv = nn.Conv2d(config.conv.z_channels, code_dim, 1)
+        self.post_quant_conv = nn.Conv2d(code_dim, config.conv.z_channels, 1)
+        self.decoder = ConvDecoder(3, **config.conv.kwargs(config.image_size))
 
     def build_quantizer(self, config: ConvAutoencoderConfig) -> nn.Module:
         raise NotImplementedError
@@ -182,7 +179,7 @@ class VQGANTokenizer(ConvQuantTokenizer):
     config_class = VQGANConfig
 
     def build_quantizer(self, config: VQGANConfig) -> VectorQuantizer:
-        return vector_quantizer(config)
+        return VectorQuantizer.from_config(config.quantizer)
 
 
 @register_tokenizer

@@ -6,7 +6,7 @@ encoder (ViT) -> task head (W -> W -> tanh -> code_dim) -> vector quantizer (cos
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,62 +14,44 @@ from torch import nn
 
 from semtok.errors import SemtokError
 from semtok.nn.vit import ViTDecoder, ViTEncoder, init_weights, vit_size
-from semtok.teachers import build_teacher
-from semtok.teachers.base import Teacher
+from semtok.quantizers.vector_quantizer import VectorQuantizer
+from semtok.teachers.config import TeacherConfig, upgrade_legacy_teacher
 from semtok.tokenizers.base import check_ids, eval_mode, register_tokenizer
+from semtok.tokenizers.conv_config import upgrade_legacy_pixel_decoder
 from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
-from semtok.tokenizers.vq_config import check_distance, vector_quantizer
+from semtok.tokenizers.vq_config import VQKDQuantizerConfig, check_quantizer, upgrade_legacy_quantizer
 
 
 @dataclass
 class VQKDConfig:
-    """Architecture of a VQ-KD tokenizer; the teacher fields record which teacher it was distilled from."""
+    """Architecture of a VQ-KD tokenizer; ``teacher`` records which teacher it was distilled from (its ``dim``
+    is filled in from the teacher when training starts)."""
 
     image_size: int = 224
     patch_size: int = 16
     encoder: str = "base"  # ViT size: tiny | small | base | large
     encoder_depth: int = 0  # 0: the size's own depth
-    code_dim: int = 32
-    num_codes: int = 8192
-    distance: str = "cosine"  # cosine | l2
-    ema_decay: float = 0.99
-    kmeans_init: bool = True
-    kmeans_iters: int = 10
-    commitment_weight: float = 1.0
-    dead_code_steps: int = 100  # re-seed codes unused for this many steps; 0 disables
+    quantizer: VQKDQuantizerConfig = field(default_factory=VQKDQuantizerConfig)
     decoder_width: int = 768
     decoder_depth: int = 1
     decoder_heads: int = 12
-    teacher: str = "clip-vit-b16"
-    teacher_weights: str | None = None
-    teacher_random_init: bool = False  # the ablation control: same architecture, random (seeded) weights
-    teacher_input_size: int = 0  # 0: the teacher's default
-    teacher_stride: int = 0  # 0: the teacher's default
-    teacher_dim: int = 0  # filled in from the teacher when training starts
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
     pixel_decoder: PixelDecoderConfig | None = None  # added by `semtok train decoder`
 
     def __post_init__(self) -> None:
-        check_distance(self.distance)
+        check_quantizer(self.quantizer)
         if self.image_size % self.patch_size:
             raise SemtokError(
                 f"config: model.image_size {self.image_size} is not a multiple of model.patch_size {self.patch_size}"
             )
         vit_size(self.encoder)
 
-
-def build_vqkd_teacher(model: VQKDConfig) -> Teacher:
-    """The frozen teacher a VQ-KD config names, at its configured input size and stride."""
-    options: dict[str, Any] = {}
-    if model.teacher_input_size:
-        options["input_size"] = model.teacher_input_size
-    if model.teacher_stride:
-        options["stride"] = model.teacher_stride
-    if model.teacher_random_init:
-        if model.teacher_weights:
-            raise SemtokError("model.teacher_random_init and model.teacher_weights exclude each other")
-        return build_teacher(model.teacher, random_init=True, seed=0, **options)
-    return build_teacher(model.teacher, weights=model.teacher_weights, **options)
+    @classmethod
+    def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """The ``model`` mapping of a folder saved before the sections (flat ``teacher_*``, quantizer and pixel-decoder conv keys) in
+        today's shape."""
+        return upgrade_legacy_pixel_decoder(upgrade_legacy_quantizer(upgrade_legacy_teacher(raw)))
 
 
 @register_tokenizer
@@ -79,26 +61,33 @@ class VQKDTokenizer(FeatureTokenizer):
 
     def __init__(self, config: VQKDConfig) -> None:
         super().__init__(config)
-        if config.teacher_dim <= 0:
-            raise SemtokError("VQKDConfig.teacher_dim must be set (it comes from the teacher)")
+        if config.teacher.dim <= 0:
+            raise SemtokError("config key 'model.teacher.dim' must be set (it comes from the teacher)")
         width, depth, heads = vit_size(config.encoder)
         depth = config.encoder_depth or depth
         self.encoder = ViTEncoder(config.image_size, config.patch_size, width, depth, heads)
-        self.task_head = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Linear(width, config.code_dim))
-        self.quantizer = vector_quantizer(config)
+        self.task_head = nn.Sequential(
+            nn.Linear(width, width), nn.Tanh(), nn.Linear(width, config.quantizer.code_dim)
+        )
+        self.quantizer = VectorQuantizer.from_config(config.quantizer)
         grid = config.image_size // config.patch_size
         self.decoder = ViTDecoder(
             grid,
-            config.code_dim,
+            config.quantizer.code_dim,
             config.decoder_width,
             config.decoder_depth,
             config.decoder_heads,
-            config.teacher_dim,
+            config.teacher.dim,
         )
         init_weights(self.encoder)
         init_weights(self.task_head)
         init_weights(self.decoder)
         self.pixel_decoder = PixelDecoder(config.pixel_decoder) if config.pixel_decoder else None
+
+    @property
+    def num_codes(self) -> int:
+        """Codebook size, from the config (``config.quantizer.num_codes``)."""
+        return self.config.quantizer.num_codes
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -141,7 +130,7 @@ class VQKDTokenizer(FeatureTokenizer):
 
     @torch.no_grad()
     def decode_features(self, ids_BHW: torch.Tensor) -> torch.Tensor:
-        """Token ids [B, h, w] int64 -> reconstructed teacher features [B, teacher_dim, h, w] float32."""
+        """Token ids [B, h, w] int64 -> reconstructed teacher features [B, teacher.dim, h, w] float32."""
         check_ids(ids_BHW, self.num_codes)
         B, h, w = ids_BHW.shape
         codes_BND = self.quantizer.lookup(ids_BHW.reshape(B, h * w))

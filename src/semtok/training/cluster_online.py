@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
 from semtok.quantizers.online_codebook import OnlineCodebook
-from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer, build_cluster_teacher
+from semtok.teachers.config import build_resolved_teacher
+from semtok.tokenizers.cluster import ClusterConfig, ClusterTokenizer
 from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
@@ -56,17 +57,12 @@ class ClusterOnlineStage(Stage):
 
     def setup(self, engine: Engine) -> Setup:
         model, train = self.config.model, self.config.train
-        teacher = build_cluster_teacher(model)
-        if model.feature_dim not in (0, teacher.feature_dim):
-            raise SemtokError(
-                f"config key 'model.feature_dim' is {model.feature_dim} but teacher '{model.teacher}' gives "
-                f"{teacher.feature_dim}-d features"
-            )
-        model = dataclasses.replace(model, feature_dim=teacher.feature_dim)
+        teacher, teacher_config = build_resolved_teacher(model.teacher)
+        model = dataclasses.replace(model, teacher=teacher_config)
         self.config = dataclasses.replace(self.config, model=model)
         self.teacher = teacher.to(engine.device)
         train_set = self.image_train_set(model.image_size)
-        self.codebook = OnlineCodebook(model.num_codes, model.feature_dim, model.kmeans_iters)
+        self.codebook = OnlineCodebook(model.num_codes, model.teacher.dim, model.kmeans_iters)
         self.reseeded_total = 0
         return Setup(
             train_set=train_set,
@@ -102,7 +98,7 @@ class ClusterOnlineStage(Stage):
         fields = {
             "method": "online (codebook loss + re-seeding)",
             "codes_reseeded_this_session": self.reseeded_total,
-            "teacher": self.config.model.teacher,
+            "teacher": self.config.model.teacher.name,
         }
         return tokenizer, fields
 

@@ -10,10 +10,10 @@ import torch
 from tqdm.auto import tqdm
 
 from semtok.data.config import DataConfig
-from semtok.errors import SemtokError
 from semtok.losses.distillation import cosine_distillation_loss
 from semtok.teachers.base import Teacher, teacher_targets
-from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer, build_vqkd_teacher
+from semtok.teachers.config import build_resolved_teacher
+from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer
 from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
@@ -52,14 +52,9 @@ class VQKDStage(Stage):
 
     def setup(self, engine: Engine) -> Setup:
         train = self.config.train
-        self.teacher = build_vqkd_teacher(self.config.model).to(engine.device)
-        found = self.teacher.feature_dim
-        if self.config.model.teacher_dim not in (0, found):
-            raise SemtokError(
-                f"config key 'model.teacher_dim' is {self.config.model.teacher_dim} but teacher "
-                f"'{self.config.model.teacher}' gives {found}-d features"
-            )
-        model_config = dataclasses.replace(self.config.model, teacher_dim=found)
+        teacher, teacher_config = build_resolved_teacher(self.config.model.teacher)
+        self.teacher = teacher.to(engine.device)
+        model_config = dataclasses.replace(self.config.model, teacher=teacher_config)
         self.config = dataclasses.replace(self.config, model=model_config)
         train_set = self.image_train_set(model_config.image_size)
         self.model = VQKDTokenizer(model_config)
@@ -68,7 +63,7 @@ class VQKDStage(Stage):
             train_set=train_set,
             modules={"model": self.model},
             optimizers={"model": build_optimizer(self.model, train)},
-            num_codes=model_config.num_codes,
+            num_codes=model_config.quantizer.num_codes,
             progress=("loss/total", "loss/distill", "codebook/usage_window"),
         )
 
@@ -110,7 +105,7 @@ class VQKDStage(Stage):
         }
 
     def finish(self, engine: Engine) -> tuple[VQKDTokenizer, dict[str, Any]]:
-        fields = {"teacher": self.config.model.teacher, "teacher_features": self.cache_note}
+        fields = {"teacher": self.config.model.teacher.name, "teacher_features": self.cache_note}
         return self.model, fields
 
     def summary_lines(self, summary: dict[str, Any]) -> list[str]:

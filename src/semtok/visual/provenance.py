@@ -28,9 +28,7 @@ def save_png(
     ``semtok``) and, with ``sidecar``, beside it (``PATH.json``)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise SemtokError(
-            f"sample file '{path}': expected a .png name (the provenance is stored inside)"
-        )
+        raise SemtokError(f"sample file '{path}': expected a .png name (the provenance is stored inside)")
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = make_grid((images_B3HW.float().clamp(-1, 1) + 1) / 2, nrow=per_row, padding=2, pad_value=1.0)
     array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
