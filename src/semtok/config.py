@@ -205,3 +205,17 @@ def run_dataset(run_dir: str | Path) -> str:
         raw = yaml.safe_load(config_path.read_text()) or {}
         return str((raw.get("data") or {}).get("dataset") or "mnist5k")
     return "mnist5k"
+
+
+def nest_flat_keys(raw: dict[str, Any], section: str, keys: dict[str, str]) -> dict[str, Any]:
+    """``raw`` (a config mapping of an older layout) with its flat ``keys`` (old name -> name in the section)
+    moved into the sub-mapping ``section``; a mapping that already has the section, or none of the keys, is
+    returned unchanged. Used to read folders saved before a section existed."""
+    if isinstance(raw.get(section), dict):
+        return raw
+    found = [key for key in keys if key in raw]
+    if not found:
+        return raw
+    nested = {k: v for k, v in raw.items() if k not in keys}
+    nested[section] = {keys[k]: raw[k] for k in found}
+    return nested

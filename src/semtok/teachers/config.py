@@ -16,6 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from semtok.config import nest_flat_keys
 from semtok.errors import SemtokError
 from semtok.teachers.base import Teacher
 from semtok.teachers.registry import build_teacher
@@ -93,14 +94,7 @@ def build_resolved_teacher(config: TeacherConfig) -> tuple[Teacher, TeacherConfi
 def upgrade_legacy_teacher(raw: dict[str, Any], dim_key: str = "teacher_dim") -> dict[str, Any]:
     """A model config mapping with the flat ``teacher*`` keys (and ``dim_key``) of old folders moved into a
     ``teacher`` section; a mapping that already has the section is returned unchanged."""
-    if isinstance(raw.get("teacher"), dict):
-        return raw
     keys = {**LEGACY_KEYS, dim_key: "dim"}
     if dim_key != "teacher_dim":
         del keys["teacher_dim"]
-    found = [key for key in keys if key in raw]
-    if not found:
-        return raw
-    upgraded = {k: v for k, v in raw.items() if k not in keys}
-    upgraded["teacher"] = {keys[k]: raw[k] for k in found}
-    return upgraded
+    return nest_flat_keys(raw, "teacher", keys)

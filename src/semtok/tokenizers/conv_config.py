@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from semtok.config import nest_flat_keys
 from semtok.errors import SemtokError
 
 # the flat keys of configs saved before the section (they are the section's keys)
@@ -67,14 +68,7 @@ class DecoderConvConfig(ConvNetConfig):
 def upgrade_legacy_conv(raw: dict[str, Any]) -> dict[str, Any]:
     """A config mapping with the flat conv keys of old folders moved into a ``conv`` section; a mapping that
     already has the section is returned unchanged."""
-    if "conv" in raw:
-        return raw
-    found = [key for key in LEGACY_KEYS if key in raw]
-    if not found:
-        return raw
-    upgraded = {k: v for k, v in raw.items() if k not in LEGACY_KEYS}
-    upgraded["conv"] = {k: raw[k] for k in found}
-    return upgraded
+    return nest_flat_keys(raw, "conv", {key: key for key in LEGACY_KEYS})
 
 
 def upgrade_legacy_pixel_decoder(raw: dict[str, Any]) -> dict[str, Any]:

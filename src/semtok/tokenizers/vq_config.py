@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from semtok.config import nest_flat_keys
 from semtok.errors import SemtokError
 from semtok.quantizers.vector_quantizer import VectorQuantizerConfig
 
@@ -69,11 +70,4 @@ def check_quantizer(config: VectorQuantizerConfig) -> None:
 def upgrade_legacy_quantizer(raw: dict[str, Any]) -> dict[str, Any]:
     """A model config mapping with the flat quantizer keys of old folders moved into a ``quantizer`` section;
     a mapping that already has the section is returned unchanged."""
-    if "quantizer" in raw:
-        return raw
-    found = [key for key in LEGACY_KEYS if key in raw]
-    if not found:
-        return raw
-    upgraded = {k: v for k, v in raw.items() if k not in LEGACY_KEYS}
-    upgraded["quantizer"] = {k: raw[k] for k in found}
-    return upgraded
+    return nest_flat_keys(raw, "quantizer", {key: key for key in LEGACY_KEYS})
