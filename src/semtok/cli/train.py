@@ -144,6 +144,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     checks.positive_int(args.stop_at, "--stop-at")
     out = checks.output_dir(args.out, "--out")
     _check_inputs(args)
+    from semtok.training.checkpoint import latest_checkpoint
+
+    existing = latest_checkpoint(out)
+    if existing is not None and not args.resume:
+        raise SemtokError(
+            f"--out '{out}' already holds a run (checkpoint {existing.name}): pass --resume or another --out"
+        )
     source = _config_source(args, out)
     config = load_config(
         config_class(args.stage), source, _overrides(args, spec), ignore=("kind", "perceptual_loss_used")
