@@ -13,7 +13,6 @@ level whose spatial side (computed from ``image_size``) is in ``attn_resolutions
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -132,22 +131,6 @@ def _check_args(channel_mult: Sequence[int], num_res_blocks: int, channels: int,
             f"(2 ** (len(channel_mult) - 1) with channel_mult {list(channel_mult)})"
         )
     return factor
-
-
-CONV_ARGUMENTS = (
-    "channels",
-    "channel_mult",
-    "num_res_blocks",
-    "z_channels",
-    "attn_resolutions",
-    "image_size",
-)
-
-
-def conv_kwargs(config: Any) -> dict[str, Any]:
-    """The keyword arguments of :class:`ConvEncoder` / :class:`ConvDecoder` that ``config`` gives: its
-    attributes named as those arguments (``CONV_ARGUMENTS``), e.g. a VQGAN or pixel-decoder config."""
-    return {name: getattr(config, name) for name in CONV_ARGUMENTS}
 
 
 class ConvEncoder(nn.Module):
