@@ -13,9 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from semtok.errors import SemtokError
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+from semtok.hub import CONFIG_FILE, WEIGHTS_FILE
 
 
 def positive_int(value: int | None, flag: str, what: str = "an int >= 1") -> None:
@@ -39,18 +37,6 @@ def input_file(path: str | None, flag: str, what: str = "file") -> Path | None:
         raise SemtokError(f"{flag} '{path}': {what} does not exist")
     if not path.is_file():
         raise SemtokError(f"{flag} '{path}' is a folder, expected a {what}")
-    return path
-
-
-def input_dir(path: str | None, flag: str, what: str = "folder") -> Path | None:
-    """An existing folder (None = not given, allowed)."""
-    if path is None:
-        return None
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise SemtokError(f"{flag} '{path}': {what} does not exist")
-    if not path.is_dir():
-        raise SemtokError(f"{flag} '{path}' is a file, expected a {what}")
     return path
 
 

@@ -1,2 +1,4 @@
-"""Model folders in the Hugging Face hub layout: file names, atomic writes, checked loads (``files``); the one
-save/load mechanism and run-folder resolver every model shares (``pretrained``)."""
+"""Model folders in the Hugging Face hub layout: file names, atomic writes, checked loads, one resolver."""
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"

@@ -11,9 +11,7 @@ import torch
 from torch import nn
 
 from semtok.errors import SemtokError
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+from semtok.hub import CONFIG_FILE, WEIGHTS_FILE  # noqa: F401 - re-exported: model folders use these names
 
 
 def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
