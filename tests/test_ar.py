@@ -205,7 +205,7 @@ def test_tokenize_views_then_sample_with_provenance(fsq_tokenizer, image_folder,
     provenance = read_provenance(grid)
     assert provenance["classes"] == [0, 1, 1] and provenance["seed"] == 3
     assert provenance["tokenizer"] == str(fsq_tokenizer.resolve())
-    assert provenance["sampling"]["top_k"] == 5 and len(provenance["ar_weights_sha256"]) == 16
+    assert provenance["sampling"]["top_k"] == 5 and len(provenance["weights_sha256"]) == 16
     assert json.loads(grid.with_suffix(".json").read_text()) == provenance
     single = read_provenance(tmp_path / "each" / "00002_class1.png")
     assert single["classes"] == [1] and single["index"] == 2

@@ -68,7 +68,7 @@ def evaluate_generation(
     data = data or (sampler.info.get("data") or {}).get("dataset")
     if not data:
         raise SemtokError(
-            f"'{sampler.ar_dir}' does not record its data set: give the reference data set (parameter 'data')"
+            f"'{sampler.model_dir}' does not record its data set: give the reference data set (parameter 'data')"
         )
     judge_model = None
     if judge is not None and sampler.num_classes > 0:  # loaded and checked before any sampling
@@ -108,7 +108,8 @@ def evaluate_generation(
     mu, sigma = feature_stats(features)
     mu_ref, sigma_ref = feature_stats(reference)
     results: dict[str, Any] = {
-        "ar_model": str(sampler.ar_dir),
+        "model": str(sampler.model_dir),
+        "generator_kind": sampler.kind,
         "tokenizer": str(sampler.tokenizer_dir),
         "tokenizer_kind": sampler.tokenizer.kind,
         "data": str(data),

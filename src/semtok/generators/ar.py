@@ -120,8 +120,11 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    def __init__(self, config: ARConfig) -> None:
+    """Self-attention, causal (AR) or bidirectional (``causal=False``: the masked model, no cache)."""
+
+    def __init__(self, config: ARConfig, causal: bool = True) -> None:
         super().__init__()
+        self.causal = causal
         bias = config.style == "gpt2"
         self.heads = config.heads
         self.qkv = nn.Linear(config.width, 3 * config.width, bias=bias)
@@ -136,7 +139,8 @@ class Attention(nn.Module):
         cache: tuple[torch.Tensor, torch.Tensor] | None = None,
         pos: int = 0,
     ) -> torch.Tensor:
-        """Causal self-attention. With ``cache`` (keys, values), ``x`` holds positions ``pos .. pos+T-1``."""
+        """Self-attention over ``x``. With ``cache`` (keys, values; causal only), ``x`` holds positions
+        ``pos .. pos+T-1``."""
         batch, length, width = x_BTC.shape
         q, k, v = (
             self.qkv(x_BTC).view(batch, length, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
@@ -146,7 +150,7 @@ class Attention(nn.Module):
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is None:
             out = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+                q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
             )
         else:
             if length > 1 and pos > 0:
@@ -186,11 +190,11 @@ class GELUMLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ARConfig) -> None:
+    def __init__(self, config: ARConfig, causal: bool = True) -> None:
         super().__init__()
         llama = config.style == "llama"
         self.norm1 = RMSNorm(config.width, config.norm_eps) if llama else nn.LayerNorm(config.width)
-        self.attn = Attention(config)
+        self.attn = Attention(config, causal)
         self.norm2 = RMSNorm(config.width, config.norm_eps) if llama else nn.LayerNorm(config.width)
         self.mlp = SwiGLU(config) if llama else GELUMLP(config)
         self.drop = nn.Dropout(config.dropout)

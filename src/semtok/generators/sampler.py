@@ -1,7 +1,9 @@
-"""The sampling interface: a proposal network and the tokenizer that decodes its tokens -> images.
+"""The sampling interface of both families: a proposal network (AR or masked) and the tokenizer that decodes its
+tokens -> images.
 
-``Sampler(path).sample(labels, settings, seed)`` gives images and ids; ``provenance`` is what every sample file
-records (:mod:`semtok.visual.provenance` writes them).
+``Sampler(path).sample(labels, settings, seed)`` gives images and ids, whichever family the run or model folder
+holds (``sampler.family``: ``"ar"`` or ``"masked"``); ``provenance`` is what every sample file records
+(:mod:`semtok.visual.provenance` writes them).
 """
 
 from __future__ import annotations
@@ -16,26 +18,52 @@ import torch
 from semtok.errors import SemtokError
 from semtok.generators.ar import ARTransformer
 from semtok.generators.cpu_inference import pack_for_cpu
+from semtok.generators.masked import MaskedTransformer
+from semtok.generators.masked_sampling import generate_masked
 from semtok.generators.sampling import SamplingConfig, generate
-from semtok.hub.files import WEIGHTS_FILE
-from semtok.hub.pretrained import resolve_model_dir
+from semtok.hub.files import CONFIG_FILE, WEIGHTS_FILE
+from semtok.hub.pretrained import read_model_config, resolve_model_dir
 from semtok.tokenizers.base import Tokenizer, has_pixel_decoder
+
+# model kind (config.json) -> (class, family name); a run folder holds the model in the class's run_folder.
+GENERATOR_KINDS: dict[str, tuple[type, str]] = {
+    "ar": (ARTransformer, "ar"),
+    "nar": (MaskedTransformer, "masked"),
+}
+
+
+def resolve_generator_dir(path: str | Path) -> Path:
+    """The model folder of a proposal network: a run folder holding ``ar/`` or ``nar/``, a model folder of kind
+    ``ar`` or ``nar``, or a hub repo id."""
+    for model_class, _ in GENERATOR_KINDS.values():
+        if (Path(path) / model_class.run_folder / CONFIG_FILE).is_file():
+            return Path(path) / model_class.run_folder
+    folder = resolve_model_dir(path, "ar")
+    kind = read_model_config(folder)["kind"]
+    if kind not in GENERATOR_KINDS:
+        raise SemtokError(
+            f"'{folder}' holds a {kind!r} model, not a proposal network ({' or '.join(GENERATOR_KINDS)})"
+        )
+    return folder
 
 
 class Sampler:
-    """An AR model and the tokenizer that decodes its tokens, loaded from an AR run or model folder (or repo id).
+    """A proposal network (AR or masked) and the tokenizer that decodes its tokens, loaded from a run or model
+    folder of either (or a repo id).
 
-    ``tokenizer``: another tokenizer folder to decode with (default: the one recorded at training time, the AR
+    ``tokenizer``: another tokenizer folder to decode with (default: the one recorded at training time, the
     model's ``info["tokenizer"]``); it must have the same codebook size and grid.
     """
 
     def __init__(self, path: str | Path, tokenizer: str | Path | None = None) -> None:
-        self.ar_dir = resolve_model_dir(path, "ar")
-        self.model = ARTransformer.from_pretrained(self.ar_dir)
+        self.model_dir = resolve_generator_dir(path)
+        self.kind = read_model_config(self.model_dir)["kind"]
+        model_class, self.family = GENERATOR_KINDS[self.kind]
+        self.model = model_class.from_pretrained(self.model_dir)
         recorded = self.info.get("tokenizer")
         if tokenizer is None and not recorded:
             raise SemtokError(
-                f"'{self.ar_dir}' does not record its tokenizer: give a tokenizer folder (parameter 'tokenizer')"
+                f"'{self.model_dir}' does not record its tokenizer: give a tokenizer folder (parameter 'tokenizer')"
             )
         self.tokenizer_dir = resolve_model_dir(tokenizer or recorded, "tokenizer")
         self.tokenizer = Tokenizer.from_pretrained(self.tokenizer_dir)
@@ -45,7 +73,7 @@ class Sampler:
         ):
             raise SemtokError(
                 f"tokenizer '{self.tokenizer_dir}' ({self.tokenizer.num_codes} codes, grid "
-                f"{list(self.tokenizer.grid_size)}) does not match the AR model ({config.vocab_size} codes, grid "
+                f"{list(self.tokenizer.grid_size)}) does not match the {self.kind} model ({config.vocab_size} codes, grid "
                 f"{list(config.grid)})"
             )
         if not has_pixel_decoder(self.tokenizer):
@@ -53,12 +81,12 @@ class Sampler:
                 f"tokenizer '{self.tokenizer_dir}' has no pixel decoder: train one with `semtok train decoder`"
             )
         self.fast_model = pack_for_cpu(self.model)  # same fp32 maths, oneDNN GEMMs on the CPU
-        digest = hashlib.sha256((self.ar_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
+        digest = hashlib.sha256((self.model_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
         self.weights_sha256 = digest[:16]
 
     @property
     def info(self) -> dict[str, Any]:
-        """The AR model's provenance (``tokenizer``, ``tokens``, ``data``, ``class_names``)."""
+        """The model's provenance (``tokenizer``, ``tokens``, ``data``, ``class_names``)."""
         return self.model.info
 
     @property
@@ -81,11 +109,14 @@ class Sampler:
         seed: int = 0,
         batch_size: int = 64,
         progress: bool = False,
+        record: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(images [B, 3, H, W] in [-1, 1], token ids [B, h, w]) for class labels ``labels_B``.
 
         Batch ``j`` (of ``batch_size`` labels) is drawn with seed ``seed * 1000003 + j``, so a run is reproducible for the
         same labels, seed, batch size and settings. An unconditional model (0 classes) ignores the labels.
+        ``record`` (masked models): receives each batch's grid after every decoding step, ``[b, h, w]`` int64 with
+        ``-1`` where still masked (:func:`semtok.generators.masked_sampling.generate_masked`).
         """
         labels_B = torch.as_tensor(labels_B, dtype=torch.long)
         if self.num_classes == 0:
@@ -94,9 +125,14 @@ class Sampler:
         images, ids = [], []
         for index, start in enumerate(range(0, labels_B.shape[0], batch_size)):
             chunk = labels_B[start : start + batch_size]
-            tokens = generate(
-                self.fast_model, chunk, sampling, seed=seed * 1_000_003 + index, progress=progress
-            )
+            chunk_seed = seed * 1_000_003 + index
+            if self.family == "masked":
+                steps: list[torch.Tensor] | None = [] if record is not None else None
+                tokens = generate_masked(self.fast_model, chunk, sampling, chunk_seed, progress, steps)
+                if record is not None:
+                    record.extend(step.view(-1, *grid) for step in steps)
+            else:
+                tokens = generate(self.fast_model, chunk, sampling, seed=chunk_seed, progress=progress)
             tokens = tokens.view(-1, *grid)
             ids.append(tokens)
             images.append(self.tokenizer.decode(tokens).clamp(-1, 1))
@@ -105,13 +141,19 @@ class Sampler:
     def provenance(
         self, sampling: SamplingConfig, seed: int, batch_size: int, **fields: Any
     ) -> dict[str, Any]:
-        """What a sample file records: tokenizer, AR model, seed, sampling settings (+ ``fields``: classes...)."""
+        """What a sample file records: tokenizer, model, seed, sampling settings (+ ``fields``: classes...).
+
+        The same record for both families; ``sampling`` holds every setting, and ``decoding`` says which apply:
+        ``"autoregressive"`` (temperature, top_k, top_p, cfg_scale) or ``"masked"`` (those, plus steps, schedule,
+        choice_temperature, cfg_ramp)."""
         return {
             "tokenizer": str(self.tokenizer_dir.resolve()),
             "tokenizer_kind": self.tokenizer.kind,
-            "ar_model": str(self.ar_dir.resolve()),
-            "ar_weights_sha256": self.weights_sha256,
-            "ar_tokens": self.info.get("tokens"),
+            "generator_kind": self.kind,
+            "decoding": "masked" if self.family == "masked" else "autoregressive",
+            "model": str(self.model_dir.resolve()),
+            "weights_sha256": self.weights_sha256,
+            "tokens": self.info.get("tokens"),
             "seed": seed,
             "seed_rule": "batch j of batch_size labels is drawn with generator seed seed * 1000003 + j",
             "batch_size": batch_size,

@@ -15,17 +15,29 @@ from tqdm.auto import tqdm
 from semtok.errors import SemtokError
 from semtok.generators.ar import ARTransformer
 
+MASK_SCHEDULE_NAMES = ("cosine", "arccos", "linear")  # see semtok.generators.masked_sampling.MASK_SCHEDULES
+
 
 @dataclass
 class SamplingConfig:
-    """How tokens are drawn. ``top_k`` 0 and ``top_p`` 1.0 switch those filters off; ``temperature`` 0 is greedy;
-    ``cfg_scale`` 1.0 is no guidance. Defaults are the paper's (T 1.0, top-k 600, top-p 0.92, CFG 1.75)."""
+    """How tokens are drawn, by either family of proposal network. ``top_k`` 0 and ``top_p`` 1.0 switch those
+    filters off; ``temperature`` 0 is greedy; ``cfg_scale`` 1.0 is no guidance. Defaults are the paper's (T 1.0,
+    top-k 600, top-p 0.92, CFG 1.75). ``use_cache``: AR models only.
+
+    Masked models only: ``steps`` parallel decoding steps (12, the paper's MAGE setting), the ``schedule`` of the
+    masked fraction (cosine | arccos | linear), the Gumbel ``choice_temperature`` on the confidences (4.5, MaskGIT's;
+    annealed to 0 over the steps) and ``cfg_ramp`` (the guidance scale grows linearly from 1 to ``cfg_scale``).
+    """
 
     temperature: float = 1.0
     top_k: int = 600
     top_p: float = 0.92
     cfg_scale: float = 1.75
     use_cache: bool = True
+    steps: int = 12
+    schedule: str = "cosine"
+    choice_temperature: float = 4.5
+    cfg_ramp: bool = False
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -36,6 +48,29 @@ class SamplingConfig:
             raise SemtokError(f"sampling top_p: expected a value in (0, 1], got {self.top_p}")
         if self.cfg_scale < 0:
             raise SemtokError(f"sampling cfg_scale: expected >= 0, got {self.cfg_scale}")
+        if self.steps < 1:
+            raise SemtokError(f"sampling steps: expected >= 1, got {self.steps}")
+        if self.schedule not in MASK_SCHEDULE_NAMES:
+            raise SemtokError(
+                f"sampling schedule '{self.schedule}': expected one of {', '.join(MASK_SCHEDULE_NAMES)}"
+            )
+        if self.choice_temperature < 0:
+            raise SemtokError(f"sampling choice_temperature: expected >= 0, got {self.choice_temperature}")
+
+
+def check_labels(labels_B: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``labels_B`` as a 1-D int64 tensor, checked to lie in ``[0, num_classes]`` (``num_classes``: the null class)."""
+    labels_B = torch.as_tensor(labels_B, dtype=torch.long)
+    if labels_B.dim() != 1 or labels_B.numel() == 0:
+        raise SemtokError(
+            f"generate: expected a non-empty 1-D tensor of labels, got shape {tuple(labels_B.shape)}"
+        )
+    if int(labels_B.min()) < 0 or int(labels_B.max()) > num_classes:
+        raise SemtokError(
+            f"class labels: expected values in [0, {num_classes - 1}] (or {num_classes} = unconditional), "
+            f"got {labels_B.tolist()[:8]}"
+        )
+    return labels_B
 
 
 def sample_logits(
@@ -85,16 +120,7 @@ def generate(
     """
     sampling = sampling or SamplingConfig()
     config = model.config
-    labels_B = torch.as_tensor(labels_B, dtype=torch.long)
-    if labels_B.dim() != 1 or labels_B.numel() == 0:
-        raise SemtokError(
-            f"generate: expected a non-empty 1-D tensor of labels, got shape {tuple(labels_B.shape)}"
-        )
-    if int(labels_B.min()) < 0 or int(labels_B.max()) > config.num_classes:
-        raise SemtokError(
-            f"class labels: expected values in [0, {config.num_classes - 1}] (or {config.num_classes} = unconditional), "
-            f"got {labels_B.tolist()[:8]}"
-        )
+    labels_B = check_labels(labels_B, config.num_classes)
     device = model.token_embed.weight.device
     labels_B = labels_B.to(device)
     batch = labels_B.shape[0]

@@ -78,10 +78,18 @@ def token_nll(model: ARTransformer, dataset: TokenDataset, batch_size: int, devi
     return total / max(count, 1)
 
 
-def _open_tokens(path: str, what: str) -> TokenDataset:
+def open_tokens(path: str, what: str, like: tuple[TokenDataset, str] | None = None) -> TokenDataset:
+    """The token file at config key ``what``; ``like`` (train set, its path): it must come from the same
+    tokenizer (codebook size and grid)."""
     if not path:
         raise SemtokError(f"config key '{what}': no token file given (one written by `semtok tokenize`)")
-    return TokenDataset(path)
+    dataset = TokenDataset(path)
+    if like is not None:
+        reference, reference_path = like
+        ours, theirs = dataset.manifest, reference.manifest
+        if ours["num_codes"] != theirs["num_codes"] or list(ours["grid"]) != list(theirs["grid"]):
+            raise SemtokError(f"token file '{path}' was made by another tokenizer than '{reference_path}'")
+    return dataset
 
 
 class ARStage(Stage):
@@ -90,18 +98,13 @@ class ARStage(Stage):
 
     def setup(self, engine: Engine) -> Setup:
         data = self.config.data
-        self.train_set = _open_tokens(data.tokens, "data.tokens")
+        self.train_set = open_tokens(data.tokens, "data.tokens")
         model = filled_from_tokens(self.config.model, self.train_set.manifest, data.tokens)
         self.config = dataclasses.replace(self.config, model=model)
         self.train_set.null_label = model.null_class
         self.val_set = None
         if data.val_tokens:
-            self.val_set = _open_tokens(data.val_tokens, "data.val_tokens")
-            manifest = self.val_set.manifest
-            if manifest["num_codes"] != model.vocab_size or list(manifest["grid"]) != list(model.grid):
-                raise SemtokError(
-                    f"val token file '{data.val_tokens}' was made by another tokenizer than '{data.tokens}'"
-                )
+            self.val_set = open_tokens(data.val_tokens, "data.val_tokens", like=(self.train_set, data.tokens))
             self.val_set.null_label = model.null_class
         self.model = ARTransformer(model)
         return Setup(

@@ -92,6 +92,17 @@ STAGES: dict[str, StageSpec] = {
             Option("--val-tokens", "data.val_tokens", "val token file: val NLL at the end"),
         ),
     ),
+    "nar": StageSpec(
+        "semtok.training.nar",
+        "NARStage",
+        "nar-mnist",
+        "train a class-conditional masked (MaskGIT / MAGE) proposal network on a token file",
+        inputs="tokens",
+        options=(
+            Option("--tokens", "data.tokens", "train token file from `semtok tokenize`", required=True),
+            Option("--val-tokens", "data.val_tokens", "val token file: val masked NLL at the end"),
+        ),
+    ),
 }
 
 
