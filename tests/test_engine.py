@@ -87,7 +87,7 @@ def stage_overrides(stage: str, image_folder: Path, tmp_path: Path) -> list[str]
             "train.batch_size=4",
             data,
         ]
-    if stage == "ar":
+    if stage in ("ar", "nar"):
         tokens = token_file(tmp_path / "tokens")
         return [
             "model.depth=1",

@@ -6,6 +6,11 @@ predicts the original id at every image position, and training scores the masked
 (:mod:`semtok.training.nar`). Class ``num_classes`` is the *null* class for classifier-free guidance, as in the AR
 model. Sizes and styles are the AR model's (:data:`semtok.generators.ar.AR_SIZES`, ``llama`` / ``gpt2`` blocks);
 iterative parallel decoding lives in :mod:`semtok.generators.masked_sampling`.
+
+Positions: both styles add a learned absolute position embedding (MaskGIT's and MAGE's ViTs have one); ``llama``
+keeps rotary embeddings in attention too. Rotary embeddings alone are not enough here: they touch queries and keys,
+not values, so the many identical mask tokens of an early decoding step could hardly tell where they are (a causal
+model gets its position from the length of its prefix; a bidirectional one does not).
 """
 
 from __future__ import annotations
@@ -55,9 +60,7 @@ class MaskedTransformer(nn.Module, PretrainedModel):
         self.class_embed = nn.Embedding(config.num_classes + 1, config.width)
         self.token_embed = nn.Embedding(config.vocab_size + 1, config.width)  # + the mask token
         length = config.seq_len + 1
-        self.pos_embed = (
-            nn.Parameter(torch.zeros(1, length, config.width)) if config.style == "gpt2" else None
-        )
+        self.pos_embed = nn.Parameter(torch.zeros(1, length, config.width))
         self.blocks = nn.ModuleList(Block(config, causal=False) for _ in range(config.depth))
         llama = config.style == "llama"
         self.norm = RMSNorm(config.width, config.norm_eps) if llama else nn.LayerNorm(config.width)
@@ -69,8 +72,7 @@ class MaskedTransformer(nn.Module, PretrainedModel):
         for name, parameter in self.named_parameters():  # GPT-2's scaled init of residual projections
             if name.endswith("proj.weight") or name.endswith("down.weight"):
                 nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.depth))
-        if self.pos_embed is not None:
-            nn.init.normal_(self.pos_embed, std=0.02)
+        nn.init.normal_(self.pos_embed, std=0.02)
         nn.init.zeros_(self.head.weight)  # start from uniform predictions
 
     @staticmethod
@@ -92,11 +94,8 @@ class MaskedTransformer(nn.Module, PretrainedModel):
                 f"masked model: {ids_BN.shape[1]} tokens per sample, the model has seq_len {self.config.seq_len}"
             )
         x = torch.cat([self.class_embed(labels_B)[:, None], self.token_embed(ids_BN)], dim=1)
-        rope = None
-        if self.pos_embed is not None:
-            x = x + self.pos_embed
-        else:
-            rope = (self.rope_cos, self.rope_sin)
+        x = x + self.pos_embed
+        rope = (self.rope_cos, self.rope_sin) if self.config.style == "llama" else None
         for block in self.blocks:
             x = block(x, rope)
         return self.head(self.norm(x[:, 1:])).float()
