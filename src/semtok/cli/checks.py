@@ -207,7 +207,9 @@ def add_sampling_options(parser: argparse.ArgumentParser | argparse._ArgumentGro
     parser.add_argument(
         "--cfg", type=float, default=default["cfg"], help="classifier-free guidance scale (1 = off)"
     )
-    parser.add_argument("--temperature", type=float, default=default["temperature"], help="0 = greedy")
+    parser.add_argument(
+        "--temperature", type=float, default=default["temperature"], help="0 = greedy (default 1)"
+    )
     parser.add_argument("--top-k", type=int, default=default["top_k"], help="0 = off (default 600)")
     parser.add_argument("--top-p", type=float, default=default["top_p"], help="1 = off (default 0.92)")
     parser.add_argument(
