@@ -145,15 +145,14 @@ def tokenizer_folder(path: str | Path | None, flag: str = "") -> Path | None:
     return None if path is None else model_folder(path, flag, "tokenizer", "tokenizer")
 
 
-# The proposal networks: model kind (its config.json "kind", also its run sub-folder) -> its name in messages.
-GENERATOR_KINDS = {"ar": "AR model", "nar": "masked model"}
+# The kinds of proposal network (config.json "kind", also the model's sub-folder in a run folder): AR, masked.
+GENERATOR_KINDS = ("ar", "nar")
 
 
 def generator_folder(path: str | Path, flag: str = "") -> Path:
     """A proposal network's model folder: an AR or masked run folder (holding ``ar/`` or ``nar/``) or a model folder
     of kind ``ar`` or ``nar``, with its weights."""
-    kinds = tuple(GENERATOR_KINDS)
-    return model_folder(path, flag, "AR or masked model", kinds, kind=kinds)
+    return model_folder(path, flag, "AR or masked model", GENERATOR_KINDS, kind=GENERATOR_KINDS)
 
 
 def generator_kind(path: str | Path) -> str | None:
