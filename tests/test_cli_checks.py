@@ -27,9 +27,10 @@ def fake_model(folder: Path, kind: str) -> Path:
 
 @pytest.fixture
 def work(tmp_path: Path) -> Path:
-    """tmp_path with a fake tokenizer, AR model and judge, a plain file, and a judge folder with no weights."""
+    """tmp_path with a fake tokenizer, AR model, masked model and judge, a plain file, and a judge folder with no weights."""
     fake_model(tmp_path / "tok", "vqkd")
     fake_model(tmp_path / "arrun" / "ar", "ar")
+    fake_model(tmp_path / "narrun" / "nar", "nar")
     fake_model(tmp_path / "judge", "judge")
     (tmp_path / "nojudge").mkdir()
     (tmp_path / "nojudge" / "config.json").write_text('{"kind": "judge"}')
@@ -76,9 +77,15 @@ CASES = [
     (["evaluate", "{tmp}/tok", "--inception-weights", "{tmp}/adir"], "--inception-weights '{tmp}/adir'"),
     (["evaluate", "{tmp}/tok", "--lpips-weights", "{tmp}/w.pt"], "--lpips-weights"),
     (["evaluate", "{tmp}/tok", "--judge", "{tmp}/judge"], "--judge applies to generation metrics"),
-    (["evaluate", "{tmp}/arrun"], "'{tmp}/arrun' is an AR run: add --generation"),
+    (["evaluate", "{tmp}/arrun"], "'{tmp}/arrun' holds an AR model: add --generation"),
+    (["evaluate", "{tmp}/narrun"], "'{tmp}/narrun' holds a masked model: add --generation"),
+    (["evaluate", "{tmp}/tok", "--steps", "4"], "--steps is a sampling setting: it applies to generation"),
+    (["evaluate", "{tmp}/tok", "--cfg", "3"], "--cfg is a sampling setting"),
     # evaluate --generation
-    (["evaluate", "{tmp}/tok", "--generation"], "describes a 'vqkd', expected an AR model (kind 'ar')"),
+    (
+        ["evaluate", "{tmp}/tok", "--generation"],
+        "describes a 'vqkd', expected an AR or masked model (kind 'ar' or 'nar')",
+    ),
     (
         ["evaluate", "{tmp}/arrun", "--generation", "--judge", "{tmp}/MISSING"],
         "--judge '{tmp}/MISSING' does not",
@@ -90,6 +97,13 @@ CASES = [
     (["evaluate", "{tmp}/arrun", "--generation", "--teacher-weights", "{tmp}/afile"], "tokenizer evaluation"),
     (["evaluate", "{tmp}/arrun", "--generation", "--top-p", "0"], "top"),
     (["evaluate", "{tmp}/arrun", "--generation", "--split", "test"], "invalid choice: 'test'"),
+    (["evaluate", "{tmp}/arrun", "--generation", "--cfg-ramp"], "--cfg-ramp applies to masked (nar) models"),
+    (["evaluate", "{tmp}/narrun", "--generation", "--steps", "0"], "--steps 0: expected a number of masked"),
+    (
+        ["evaluate", "{tmp}/narrun", "--generation", "--choice-temperature", "-1"],
+        "--choice-temperature -1.0: expected a float >= 0",
+    ),
+    (["evaluate", "{tmp}/narrun", "--generation", "--schedule", "nope"], "invalid choice: 'nope'"),
     # probe
     (["probe", "{tmp}/tok", "--max-iter", "0"], "--max-iter: expected an int >= 1"),
     (["probe", "{tmp}/tok", "--batch-size", "0"], "--batch-size"),
@@ -110,7 +124,7 @@ CASES = [
     # sample
     (
         ["sample", "{tmp}/missing", "--out", "{tmp}/s.png"],
-        "does not exist: expected a run folder or an AR model",
+        "does not exist: expected a run folder or an AR or masked model folder",
     ),
     (
         ["sample", "{tmp}/arrun", "--out", "{tmp}/s.jpg"],
@@ -132,7 +146,29 @@ CASES = [
         "--tokenizer '{tmp}/missing",
     ),
     (["sample", "{tmp}/arrun", "--tokenizer", "{tmp}/adir", "--out", "{tmp}/s.png"], "holds no tokenizer"),
-    (["sample", "{tmp}/arrun", "--top-k", "-1", "--out", "{tmp}/s.png"], "top"),
+    (["sample", "{tmp}/arrun", "--top-k", "-1", "--out", "{tmp}/s.png"], "--top-k -1: expected an int >= 0"),
+    (["sample", "{tmp}/arrun", "--top-p", "1.5", "--out", "{tmp}/s.png"], "--top-p 1.5: expected a value"),
+    (["sample", "{tmp}/arrun", "--temperature", "-1", "--out", "{tmp}/s.png"], "--temperature -1.0"),
+    (["sample", "{tmp}/arrun", "--cfg", "-2", "--out", "{tmp}/s.png"], "--cfg -2.0: expected a guidance"),
+    (
+        ["sample", "{tmp}/arrun", "--steps", "8", "--out", "{tmp}/s.png"],
+        "--steps applies to masked (nar) models, but '{tmp}/arrun' holds an AR model",
+    ),
+    (
+        ["sample", "{tmp}/arrun", "--schedule", "linear", "--out", "{tmp}/s.png"],
+        "--schedule applies to masked",
+    ),
+    (
+        ["sample", "{tmp}/arrun", "--choice-temperature", "1", "--out", "{tmp}/s.png"],
+        "--choice-temperature applies to masked",
+    ),
+    (["sample", "{tmp}/narrun", "--no-cache", "--out", "{tmp}/s.png"], "--no-cache applies to AR models"),
+    (["sample", "{tmp}/narrun/nar", "--steps", "0", "--out", "{tmp}/s.png"], "--steps 0: expected"),
+    (["sample", "{tmp}/tok", "--out", "{tmp}/s.png"], "expected an AR or masked model (kind 'ar' or 'nar')"),
+    (
+        ["sample", "{tmp}/adir", "--out", "{tmp}/s.png"],
+        "no config.json, no ar/config.json or nar/config.json",
+    ),
     # reconstruct
     (
         ["reconstruct", "{tmp}/tok", "--out", "{tmp}/g.txt"],

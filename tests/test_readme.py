@@ -1,4 +1,4 @@
-"""The README's "Python API" examples run as written, on a tiny tokenizer and AR model built here (seconds)."""
+"""The README's "Python API" examples run as written, on a tiny tokenizer, AR and masked model built here."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ def test_readme_python_api_examples_run(image_folder, tmp_path, monkeypatch):
     from semtok.config import load_config
     from semtok.training import train
     from semtok.training.ar import ARRunConfig
+    from semtok.training.nar import NARRunConfig
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEMTOK_CACHE", str(tmp_path / "cache"))
@@ -81,13 +82,24 @@ def test_readme_python_api_examples_run(image_folder, tmp_path, monkeypatch):
         tmp_path / "ar",
         progress=False,
     )
+    train(
+        "nar",
+        load_config(NARRunConfig, "nar-mnist", [*TINY_AR, f"data.tokens={tokens}"]),
+        tmp_path / "nar",
+        progress=False,
+    )
 
     blocks = api_blocks()
     assert len(blocks) >= 5, "the Python API section lost its examples"
     namespace: dict = {}
     exec(compile(blocks[0], "README.md (paths)", "exec"), namespace)  # noqa: S102
-    assert {"tokenizer_path", "ar_path", "data"} <= namespace.keys()
-    namespace.update(tokenizer_path=str(tokenizer_dir), ar_path=str(tmp_path / "ar"), data=str(image_folder))
+    assert {"tokenizer_path", "ar_path", "masked_path", "data"} <= namespace.keys()
+    namespace.update(
+        tokenizer_path=str(tokenizer_dir),
+        ar_path=str(tmp_path / "ar"),
+        masked_path=str(tmp_path / "nar"),
+        data=str(image_folder),
+    )
     for index, block in enumerate(blocks[1:], start=1):
         exec(compile(block, f"README.md (Python API block {index})", "exec"), namespace)  # noqa: S102
 
@@ -95,6 +107,7 @@ def test_readme_python_api_examples_run(image_folder, tmp_path, monkeypatch):
     assert (tmp_path / "tokens" / "val.json").exists() and namespace["token_ids"].shape == (6, 8, 8)
     samples = namespace["samples"]
     assert samples.dtype == torch.float32 and samples.min() >= -1 and samples.max() <= 1
+    assert namespace["masked"].min() >= -1 and namespace["masked"].max() <= 1
     assert 0 <= namespace["rec"]["usage"] <= 1 and "rfid" not in namespace["rec"]
     assert namespace["gen"]["samples"] == 6 and namespace["gen"]["gfid"] > 0
     assert 0 <= namespace["probe"]["val_top1"] <= 1

@@ -7,9 +7,9 @@ The Python API (each name matches a CLI verb; every path may be a run folder or 
     tokenizer = semtok.load_tokenizer("runs/demo/decoder")      # Tokenizer: encode / decode
     manifest = semtok.tokenize("runs/demo/decoder", "mnist5k", "train", "tokens/train")
     ids, labels, info = semtok.load_tokens(manifest)
-    sampler = semtok.load_sampler("runs/demo/ar")               # AR model + the tokenizer that decodes it
+    sampler = semtok.load_sampler("runs/demo/ar")               # AR or masked model + the tokenizer it records
     images = semtok.sample(sampler, [0, 1, 2], seed=0)          # [3, 3, H, W] float in [-1, 1]
-    metrics = semtok.evaluate("runs/demo/decoder", "mnist5k")   # tokenizer metrics; an AR run: generation ones
+    metrics = semtok.evaluate("runs/demo/decoder", "mnist5k")   # tokenizer metrics; AR / masked run: generation
     top1 = semtok.probe("runs/demo/decoder", "mnist5k")
     summary = semtok.train("vqkd", "vqkd-mnist", "runs/vqkd", overrides=["train.steps=100"])
 
@@ -80,15 +80,30 @@ def load_tokenizer(path: str | Path, map_location: str = "cpu") -> Tokenizer:
 
 
 def load_sampler(path: str | Path, tokenizer: str | Path | None = None) -> Sampler:
-    """The AR model in ``path`` (an AR run folder holding ``ar/``, or an AR model folder) with the tokenizer that
-    decodes its tokens: the one recorded at training time, or ``tokenizer`` (same codebook size and grid).
+    """The proposal network in ``path`` (an AR or masked run folder holding ``ar/`` or ``nar/``, or a model folder
+    of kind ``ar`` or ``nar``) with the tokenizer that decodes its tokens: the one recorded at training time, or
+    ``tokenizer`` (same codebook size and grid).
 
-    ``sampler.num_classes``: class labels run over ``[0, num_classes)`` (0: an unconditional model);
-    ``sampler.class_names``; ``sampler.sample(labels, SamplingConfig(...), seed)`` -> (images, ids).
+    ``sampler.family``: ``"ar"`` or ``"masked"``; ``sampler.num_classes``: class labels run over
+    ``[0, num_classes)`` (0: an unconditional model); ``sampler.class_names``;
+    ``sampler.sample(labels, SamplingConfig(...), seed)`` -> (images, ids).
     """
     from semtok.generators.sampler import Sampler
 
     return Sampler(path, tokenizer)
+
+
+def _sampling(kind: str, **settings: Any) -> SamplingConfig:
+    """The :class:`SamplingConfig` of the keyword arguments of :func:`sample` / :func:`evaluate`; a masked-only
+    setting away from its default is refused for an AR model (``kind`` "ar")."""
+    from semtok.generators.sampling import SamplingConfig
+
+    defaults = SamplingConfig()
+    if kind == "ar":
+        for name in ("steps", "schedule", "choice_temperature", "cfg_ramp"):
+            if settings[name] != getattr(defaults, name):
+                raise SemtokError(f"{name}={settings[name]!r} applies to masked models, not to an AR model")
+    return SamplingConfig(**settings)
 
 
 def sample(
@@ -100,17 +115,25 @@ def sample(
     top_k: int = 600,
     top_p: float = 0.92,
     cfg_scale: float = 1.75,
+    steps: int = 12,
+    schedule: str = "cosine",
+    choice_temperature: float = 4.5,
+    cfg_ramp: bool = False,
     batch_size: int = 64,
     progress: bool = False,
 ) -> torch.Tensor:
-    """One image per class label, drawn by an AR model and decoded by its tokenizer.
+    """One image per class label, drawn by an AR or masked model and decoded by its tokenizer.
 
     Args:
-        model: a :class:`~semtok.generators.sampler.Sampler` (:func:`load_sampler`) or an AR run / model folder.
+        model: a :class:`~semtok.generators.sampler.Sampler` (:func:`load_sampler`) or an AR or masked run / model
+            folder.
         labels: ``[B]`` int class labels in ``[0, num_classes)`` (ignored by an unconditional model).
         seed: batch ``j`` of ``batch_size`` labels is drawn with seed ``seed * 1000003 + j`` (reproducible).
-        temperature, top_k, top_p, cfg_scale: the sampling settings (defaults: the paper's; ``top_k`` 0 and
-            ``top_p`` 1 switch those filters off, ``cfg_scale`` 1 switches guidance off).
+        temperature, top_k, top_p, cfg_scale: the sampling settings of both families (defaults: the paper's;
+            ``top_k`` 0 and ``top_p`` 1 switch those filters off, ``cfg_scale`` 1 switches guidance off).
+        steps, schedule, choice_temperature, cfg_ramp: masked models only (an AR model refuses other values than
+            the defaults): parallel decoding steps, the masking schedule (``cosine``, ``arccos`` or ``linear``), the
+            Gumbel temperature on the confidences, and a guidance scale ramped linearly over the steps.
 
     Returns:
         images ``[B, 3, H, W]`` float32 in [-1, 1].
@@ -118,10 +141,19 @@ def sample(
     import torch
 
     from semtok.generators.sampler import Sampler
-    from semtok.generators.sampling import SamplingConfig
 
-    sampling = SamplingConfig(temperature, top_k, top_p, cfg_scale)
     sampler = model if isinstance(model, Sampler) else Sampler(model)
+    sampling = _sampling(
+        sampler.kind,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        cfg_scale=cfg_scale,
+        steps=steps,
+        schedule=schedule,
+        choice_temperature=choice_temperature,
+        cfg_ramp=cfg_ramp,
+    )
     labels_B = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     if labels_B.numel() == 0:
         raise SemtokError("labels: expected at least one class label")
@@ -132,17 +164,11 @@ def sample(
     return images
 
 
-def _holds_ar_model(path: str | Path) -> bool:
-    import json
+def _generator_kind(path: str | Path) -> str | None:
+    """``"ar"`` / ``"nar"`` when ``path`` holds a proposal network (run or model folder), else None."""
+    from semtok.cli.checks import generator_kind
 
-    path = Path(path)
-    if (path / "ar" / "config.json").is_file():
-        return True
-    config = path / "config.json"
-    try:
-        return config.is_file() and json.loads(config.read_text()).get("kind") == "ar"
-    except (ValueError, AttributeError, OSError):
-        return False
+    return generator_kind(path)
 
 
 def evaluate(
@@ -161,15 +187,20 @@ def evaluate(
     top_k: int = 600,
     top_p: float = 0.92,
     cfg_scale: float = 1.75,
+    steps: int = 12,
+    schedule: str = "cosine",
+    choice_temperature: float = 4.5,
+    cfg_ramp: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of a tokenizer, or of an AR model's samples when ``path`` holds one.
+    """Metrics of a tokenizer, or of an AR or masked model's samples when ``path`` holds one.
 
     A tokenizer (run or tokenizer folder): codebook ``usage`` in [0, 1], ``perplexity`` (exp of the code entropy),
     ``entropy_nats``, ``teacher_cosine`` in [-1, 1]; with a pixel decoder ``psnr`` (dB), ``ssim`` in [-1, 1],
     ``lpips`` (when its weights are present) and ``rfid`` (``fid=False`` skips it: the slowest metric on a CPU).
 
-    An AR model (run or model folder): one sample per label of ``split`` (sampling settings as in :func:`sample`),
+    An AR or masked model (run or model folder): one sample per label of ``split`` (sampling settings as in
+    :func:`sample`, the masked-only ones for a masked model),
     ``gfid``, ``precision`` and ``recall`` in [0, 1] (k = 3), the Inception Score with ``inception_weights``, and
     ``class_accuracy`` in [0, 1] with a ``judge`` folder (``semtok train judge``). ``fid`` must stay True.
 
@@ -179,15 +210,25 @@ def evaluate(
     """
     if split not in ("train", "val"):
         raise SemtokError(f"split: expected 'train' or 'val', got {split!r}")
-    if _holds_ar_model(path):
+    kind = _generator_kind(path)
+    if kind is not None:
         from semtok.evaluation.generation import evaluate_generation
-        from semtok.generators.sampling import SamplingConfig
 
         if not fid:
             raise SemtokError("fid=False: generation metrics are all in the Inception feature space")
         if lpips_weights is not None:
-            raise SemtokError("lpips_weights applies to a tokenizer, not to an AR model's samples")
-        sampling = SamplingConfig(temperature, top_k, top_p, cfg_scale)
+            raise SemtokError("lpips_weights applies to a tokenizer, not to a proposal network's samples")
+        sampling = _sampling(
+            kind,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            cfg_scale=cfg_scale,
+            steps=steps,
+            schedule=schedule,
+            choice_temperature=choice_temperature,
+            cfg_ramp=cfg_ramp,
+        )
         return evaluate_generation(
             path,
             data,
@@ -205,7 +246,7 @@ def evaluate(
 
     if judge is not None:
         raise SemtokError(
-            f"judge '{judge}': a judge scores an AR model's samples, but '{path}' holds no AR model"
+            f"judge '{judge}': a judge scores a proposal network's samples, but '{path}' holds no AR or masked model"
         )
     return evaluate_tokenizer(
         path,
@@ -257,8 +298,8 @@ def train(
     progress: bool = True,
     stop_at: int | None = None,
 ) -> dict[str, Any]:
-    """Train stage ``stage`` (``vqkd``, ``cluster``, ``vqgan``, ``cvq``, ``fsq``, ``decoder``, ``judge``, ``ar``)
-    into ``out_dir``, as ``semtok train STAGE`` does.
+    """Train stage ``stage`` (``vqkd``, ``cluster``, ``vqgan``, ``cvq``, ``fsq``, ``decoder``, ``judge``, ``ar``,
+    ``nar``) into ``out_dir``, as ``semtok train STAGE`` does.
 
     ``config``: a run-config object, a named config / YAML path (default: the stage's default config), with
     ``overrides`` (``"section.key=value"`` strings) applied to a named or YAML one. Returns the run summary

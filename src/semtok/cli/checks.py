@@ -98,13 +98,22 @@ def data_source(spec: str | None, flag: str = "--data") -> None:
         raise SemtokError(f"{flag} '{spec}' is a file, expected 'mnist5k' or an image folder")
 
 
-def model_folder(path: str | Path, flag: str, what: str, subdir: str, kind: str | None = None) -> Path:
-    """A run folder holding ``subdir/`` or a model folder itself, with a readable ``config.json`` (of ``kind``
-    when given) and a ``model.safetensors``; returns the model folder.
+def model_folder(
+    path: str | Path,
+    flag: str,
+    what: str,
+    subdir: str | Sequence[str],
+    kind: str | Sequence[str] | None = None,
+) -> Path:
+    """A run folder holding ``subdir/`` (or one of several) or a model folder itself, with a readable
+    ``config.json`` (of ``kind``, or one of several, when given) and a ``model.safetensors``; returns the model
+    folder.
 
     ``what`` names the model in messages ("tokenizer", "AR model", "judge"); ``flag`` the option ("" for the
     positional PATH).
     """
+    subdirs = [subdir] if isinstance(subdir, str) else list(subdir)
+    kinds = None if kind is None else [kind] if isinstance(kind, str) else list(kind)
     given = Path(path).expanduser()
     a_what = f"{'an' if what[0] in 'AEIOUaeiou' else 'a'} {what}"
     label = f"{flag} '{given}'" if flag else f"'{given}'"
@@ -112,17 +121,20 @@ def model_folder(path: str | Path, flag: str, what: str, subdir: str, kind: str 
         raise SemtokError(f"{label} does not exist: expected a run folder or {a_what} folder")
     if not given.is_dir():
         raise SemtokError(f"{label} is a file, expected a run folder or {a_what} folder")
-    folder = given / subdir if (given / subdir / CONFIG_FILE).is_file() else given
+    inner = [given / name for name in subdirs if (given / name / CONFIG_FILE).is_file()]
+    folder = inner[0] if inner else given
     config = folder / CONFIG_FILE
     if not config.is_file():
-        raise SemtokError(f"{label} holds no {what} (no {CONFIG_FILE}, no {subdir}/{CONFIG_FILE})")
+        run_configs = " or ".join(f"{name}/{CONFIG_FILE}" for name in subdirs)
+        raise SemtokError(f"{label} holds no {what} (no {CONFIG_FILE}, no {run_configs})")
     try:
         meta = json.loads(config.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
         raise SemtokError(f"{label}: '{config}' is not valid JSON ({type(error).__name__})") from None
     found = meta.get("kind") if isinstance(meta, dict) else None
-    if not isinstance(meta, dict) or (kind is not None and found != kind):
-        raise SemtokError(f"{label}: '{config}' describes a {found!r}, expected {a_what} (kind {kind!r})")
+    if not isinstance(meta, dict) or (kinds is not None and found not in kinds):
+        expected = " or ".join(repr(k) for k in kinds or [])
+        raise SemtokError(f"{label}: '{config}' describes a {found!r}, expected {a_what} (kind {expected})")
     if not (folder / WEIGHTS_FILE).is_file():
         raise SemtokError(f"{label}: '{folder}' has no {WEIGHTS_FILE} (an unfinished run?)")
     return folder
@@ -133,9 +145,29 @@ def tokenizer_folder(path: str | Path | None, flag: str = "") -> Path | None:
     return None if path is None else model_folder(path, flag, "tokenizer", "tokenizer")
 
 
-def ar_folder(path: str | Path, flag: str = "") -> Path:
-    """An AR run folder or AR model folder holding a trained AR model."""
-    return model_folder(path, flag, "AR model", "ar", kind="ar")
+# The kinds of proposal network (config.json "kind", also the model's sub-folder in a run folder): AR, masked.
+GENERATOR_KINDS = ("ar", "nar")
+
+
+def generator_folder(path: str | Path, flag: str = "") -> Path:
+    """A proposal network's model folder: an AR or masked run folder (holding ``ar/`` or ``nar/``) or a model folder
+    of kind ``ar`` or ``nar``, with its weights."""
+    return model_folder(path, flag, "AR or masked model", GENERATOR_KINDS, kind=GENERATOR_KINDS)
+
+
+def generator_kind(path: str | Path) -> str | None:
+    """``"ar"`` or ``"nar"`` when ``path`` is a run folder holding ``ar/`` or ``nar/`` or a model folder of that kind,
+    else None (never raises: a quick look at ``config.json`` only)."""
+    path = Path(path).expanduser()
+    for config in [path / kind / CONFIG_FILE for kind in GENERATOR_KINDS] + [path / CONFIG_FILE]:
+        if not config.is_file():
+            continue
+        try:
+            kind = json.loads(config.read_text()).get("kind")
+        except (ValueError, AttributeError, OSError):
+            return None
+        return kind if kind in GENERATOR_KINDS else None
+    return None
 
 
 def judge_folder(path: str | Path | None, flag: str = "--judge") -> Path | None:
@@ -151,9 +183,106 @@ def token_output(name: str, flag: str = "--out") -> None:
         output_file(path, flag)
 
 
+# The sampling flags of `sample` and `evaluate --generation`: argparse dest -> (flag, default). The defaults are
+# SamplingConfig's (the paper's; tests check they agree); the masked-only ones apply to masked (nar) models.
+SAMPLING_FLAGS: dict[str, tuple[str, object]] = {
+    "cfg": ("--cfg", 1.75),
+    "temperature": ("--temperature", 1.0),
+    "top_k": ("--top-k", 600),
+    "top_p": ("--top-p", 0.92),
+    "steps": ("--steps", 12),
+    "schedule": ("--schedule", "cosine"),
+    "choice_temperature": ("--choice-temperature", 4.5),
+    "cfg_ramp": ("--cfg-ramp", False),
+}
+MASKED_ONLY = ("steps", "schedule", "choice_temperature", "cfg_ramp")
+# semtok.generators.sampling.MASK_SCHEDULE_NAMES, spelled out here so that `semtok --help` does not import torch.
+MASK_SCHEDULES = ("cosine", "arccos", "linear")
+
+
 def add_sampling_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The sampling flags of `sample` and `evaluate --generation` (the paper's defaults)."""
-    parser.add_argument("--cfg", type=float, default=1.75, help="classifier-free guidance scale (1 = off)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int, default=600, help="0 = off (default 600)")
-    parser.add_argument("--top-p", type=float, default=0.92, help="1 = off (default 0.92)")
+    default = {dest: value for dest, (_, value) in SAMPLING_FLAGS.items()}
+    parser.add_argument(
+        "--cfg", type=float, default=default["cfg"], help="classifier-free guidance scale (1 = off)"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=default["temperature"], help="0 = greedy (default 1)"
+    )
+    parser.add_argument("--top-k", type=int, default=default["top_k"], help="0 = off (default 600)")
+    parser.add_argument("--top-p", type=float, default=default["top_p"], help="1 = off (default 0.92)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=default["steps"],
+        help="masked models: parallel decoding steps (default 12)",
+    )
+    parser.add_argument(
+        "--schedule",
+        default=default["schedule"],
+        choices=MASK_SCHEDULES,
+        help="masked models: the share of tokens still masked after each step (default cosine)",
+    )
+    parser.add_argument(
+        "--choice-temperature",
+        type=float,
+        default=default["choice_temperature"],
+        help="masked models: Gumbel noise on the confidences, annealed to 0 over the steps (default 4.5)",
+    )
+    parser.add_argument(
+        "--cfg-ramp",
+        action="store_true",
+        help="masked models: the guidance scale ramps linearly from 1 to --cfg over the steps",
+    )
+
+
+def sampling_options(args: argparse.Namespace, kind: str | None, path: str | Path | None = None) -> None:
+    """The sampling flags (:func:`add_sampling_options`) are in range and fit the model ``kind`` at ``path``:
+    ``"ar"`` refuses a masked-only flag set away from its default (and ``"nar"`` refuses ``--no-cache``); None
+    (no model samples: tokenizer evaluation) refuses any sampling flag set away from its default."""
+    if kind is None:
+        for dest, (flag, default) in SAMPLING_FLAGS.items():
+            if getattr(args, dest) != default:
+                raise SemtokError(
+                    f"{flag} is a sampling setting: it applies to generation metrics (add --generation)"
+                )
+        return
+    if args.temperature < 0:
+        raise SemtokError(f"--temperature {args.temperature}: expected a float >= 0 (0 = greedy)")
+    if args.top_k < 0:
+        raise SemtokError(f"--top-k {args.top_k}: expected an int >= 0 (0 = off)")
+    if not 0.0 < args.top_p <= 1.0:
+        raise SemtokError(f"--top-p {args.top_p}: expected a value in (0, 1] (1 = off)")
+    if args.cfg < 0:
+        raise SemtokError(f"--cfg {args.cfg}: expected a guidance scale >= 0 (1 = off)")
+    if args.steps < 1:
+        raise SemtokError(f"--steps {args.steps}: expected a number of masked decoding steps >= 1")
+    if args.schedule not in MASK_SCHEDULES:
+        raise SemtokError(f"--schedule {args.schedule!r}: expected one of {', '.join(MASK_SCHEDULES)}")
+    if args.choice_temperature < 0:
+        raise SemtokError(
+            f"--choice-temperature {args.choice_temperature}: expected a float >= 0 (0 = no noise)"
+        )
+    where = f"'{path}'" if path is not None else "PATH"
+    if kind == "ar":
+        for dest in MASKED_ONLY:
+            flag, default = SAMPLING_FLAGS[dest]
+            if getattr(args, dest) != default:
+                raise SemtokError(f"{flag} applies to masked (nar) models, but {where} holds an AR model")
+    elif getattr(args, "no_cache", False):
+        raise SemtokError(f"--no-cache applies to AR models (KV cache), but {where} holds a masked model")
+
+
+def sampling_fields(args: argparse.Namespace) -> dict[str, object]:
+    """The keyword arguments of ``SamplingConfig`` for the sampling flags (every field, for either family)."""
+    return {
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "cfg_scale": args.cfg,
+        "use_cache": not getattr(args, "no_cache", False),
+        "steps": args.steps,
+        "schedule": args.schedule,
+        "choice_temperature": args.choice_temperature,
+        "cfg_ramp": args.cfg_ramp,
+    }

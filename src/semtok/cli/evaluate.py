@@ -12,7 +12,9 @@ from semtok.errors import SemtokError
 
 def add_parsers(verbs: argparse._SubParsersAction) -> None:
     evaluate = verbs.add_parser("evaluate", help="codebook usage, perplexity, teacher similarity on a split")
-    evaluate.add_argument("path", help="run folder or tokenizer folder")
+    evaluate.add_argument(
+        "path", help="run folder or tokenizer folder; with --generation an AR or masked run / model folder"
+    )
     evaluate.add_argument(
         "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
     )
@@ -25,11 +27,13 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", help="JSON file (default: eval_SPLIT.json beside the tokenizer)")
     evaluate.add_argument("--no-progress", action="store_true")
     generation = evaluate.add_argument_group(
-        "generation (PATH is an AR run)",
+        "generation (PATH is an AR or masked run)",
         "gFID, precision/recall (k=3), Inception Score (with --inception-weights) and class accuracy (with "
         "--judge) of one sample per label of --split",
     )
-    generation.add_argument("--generation", action="store_true", help="evaluate the samples of an AR model")
+    generation.add_argument(
+        "--generation", action="store_true", help="evaluate the samples of an AR or masked model"
+    )
     generation.add_argument("--judge", help="judge classifier folder from `semtok train judge`")
     generation.add_argument("--seed", type=int, default=0)
     checks.add_sampling_options(generation)
@@ -54,9 +58,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_generation(args)
     for flag, value in (("--judge", args.judge), ("--samples-out", args.samples_out)):
         if value is not None:
-            raise SemtokError(f"{flag} applies to generation metrics: add --generation (PATH an AR run)")
-    if (Path(args.path) / "ar" / "config.json").is_file() and not (Path(args.path) / "tokenizer").is_dir():
-        raise SemtokError(f"'{args.path}' is an AR run: add --generation for its generation metrics")
+            raise SemtokError(
+                f"{flag} applies to generation metrics: add --generation (PATH an AR or masked run)"
+            )
+    kind = checks.generator_kind(args.path)
+    if kind is not None and not (Path(args.path) / "tokenizer").is_dir():
+        model = "an AR model" if kind == "ar" else "a masked model"
+        raise SemtokError(f"'{args.path}' holds {model}: add --generation for its generation metrics")
+    checks.sampling_options(args, None)
     checks.tokenizer_folder(args.path)
     checks.data_source(args.data)
     checks.positive_int(args.batch_size, "--batch-size")
@@ -96,7 +105,8 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     for flag, value in (("--teacher-weights", args.teacher_weights), ("--lpips-weights", args.lpips_weights)):
         if value is not None:
             raise SemtokError(f"{flag} applies to tokenizer evaluation, not to --generation")
-    checks.ar_folder(args.path)
+    kind = checks.generator_kind(checks.generator_folder(args.path))
+    checks.sampling_options(args, kind, args.path)
     checks.judge_folder(args.judge)
     checks.data_source(args.data)
     checks.positive_int(args.batch_size, "--batch-size")
@@ -106,10 +116,10 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
 
     from semtok.evaluation.common import format_table, write_json
     from semtok.evaluation.generation import evaluate_generation
+    from semtok.generators.sampler import resolve_generator_dir
     from semtok.generators.sampling import SamplingConfig
-    from semtok.hub.pretrained import resolve_model_dir
 
-    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.cfg)
+    sampling = SamplingConfig(**checks.sampling_fields(args))
     results = evaluate_generation(
         args.path,
         args.data,
@@ -122,7 +132,8 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         samples_out=args.samples_out,
     )
-    default = resolve_model_dir(args.path, "ar").parent / f"eval_generation_{args.split}_seed{args.seed}.json"
+    name = f"eval_generation_{args.split}_seed{args.seed}.json"
+    default = resolve_generator_dir(args.path).parent / name
     out = Path(args.out) if args.out else default
     out.parent.mkdir(parents=True, exist_ok=True)
     print(format_table({k: v for k, v in results.items() if not isinstance(v, dict)}))

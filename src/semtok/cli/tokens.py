@@ -34,9 +34,9 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     tokenize.add_argument("--no-progress", action="store_true")
 
     sample = verbs.add_parser(
-        "sample", help="sample images from a trained AR model, decoded by its tokenizer"
+        "sample", help="sample images from a trained AR or masked model, decoded by its tokenizer"
     )
-    sample.add_argument("path", help="AR run folder or AR model folder")
+    sample.add_argument("path", help="AR or masked run folder (holding ar/ or nar/), or its model folder")
     which = sample.add_mutually_exclusive_group()
     which.add_argument("--class", dest="label", type=int, default=None, help="class index to sample")
     which.add_argument(
@@ -48,7 +48,9 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     checks.add_sampling_options(sample)
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--batch-size", type=int, default=64)
-    sample.add_argument("--no-cache", action="store_true", help="recompute the prefix every step (slow)")
+    sample.add_argument(
+        "--no-cache", action="store_true", help="AR models: recompute the prefix every step (slow)"
+    )
     sample.add_argument("--tokenizer", help="decode with this tokenizer folder (default: the recorded one)")
     sample.add_argument("--images", help="also write every sample as its own PNG into this folder")
     sample.add_argument("--out", required=True, help="grid image (.png; provenance inside and in .json)")
@@ -101,7 +103,8 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    checks.ar_folder(args.path)
+    kind = checks.generator_kind(checks.generator_folder(args.path))
+    checks.sampling_options(args, kind, args.path)
     checks.tokenizer_folder(args.tokenizer, "--tokenizer")
     checks.positive_int(args.n, "--n", "a positive number of samples")
     checks.positive_int(args.batch_size, "--batch-size")
@@ -115,7 +118,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from semtok.generators.sampling import SamplingConfig
     from semtok.visual.provenance import write_samples
 
-    sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.cfg, not args.no_cache)
+    sampling = SamplingConfig(**checks.sampling_fields(args))
     sampler = Sampler(args.path, args.tokenizer)
     if args.all_classes:
         classes = range(max(sampler.num_classes, 1))

@@ -122,14 +122,22 @@ def _check_inputs(args: argparse.Namespace) -> None:
     checks.data_source(getattr(args, "data", None))
     checks.input_file(getattr(args, "teacher_weights", None), "--teacher-weights")
     checks.tokenizer_folder(getattr(args, "tokenizer", None), "--tokenizer")
+    manifests = {}
     for flag in ("tokens", "val_tokens"):
         if getattr(args, flag, None):
             from semtok.data.token_file import read_manifest
 
             try:
-                read_manifest(getattr(args, flag))
+                manifests[flag] = read_manifest(getattr(args, flag))
             except SemtokError as error:
                 raise SemtokError(f"--{flag.replace('_', '-')}: {error}") from None
+    if len(manifests) == 2:
+        train, val = ((manifest["num_codes"], list(manifest["grid"])) for manifest in manifests.values())
+        if train != val:
+            raise SemtokError(
+                f"--val-tokens '{args.val_tokens}': made by another tokenizer than --tokens ({val[0]} codes, grid "
+                f"{val[1]}; expected {train[0]} codes, grid {train[1]})"
+            )
 
 
 def cmd_train(args: argparse.Namespace) -> int:

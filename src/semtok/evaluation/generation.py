@@ -1,4 +1,4 @@
-"""Generation metrics of an AR model + its tokenizer (``semtok evaluate RUN --generation``).
+"""Generation metrics of an AR or masked model + its tokenizer (``semtok evaluate RUN --generation``).
 
 Protocol: one sample per label of the reference split (the paper's "one sample per val label"), decoded to pixels
 by the tokenizer; then, in the TF-Inception pool3 feature space:
@@ -46,9 +46,9 @@ def evaluate_generation(
     samples_out: str | Path | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """gFID, precision, recall, Inception Score (or why skipped), class accuracy of an AR run's samples.
+    """gFID, precision, recall, Inception Score (or why skipped), class accuracy of an AR or masked run's samples.
 
-    ``data``: the reference images (default: the data set the AR model's tokens came from). ``samples_out``: also
+    ``data``: the reference images (default: the data set the model's tokens came from). ``samples_out``: also
     write a grid of the first 64 samples there (PNG with provenance). ``limit``: only the labels of an evenly spaced
     subset of that many reference images (and that subset as the reference).
     """
@@ -70,6 +70,7 @@ def evaluate_generation(
         raise SemtokError(
             f"'{sampler.model_dir}' does not record its data set: give the reference data set (parameter 'data')"
         )
+    model = "AR model" if sampler.family == "ar" else "masked model"  # in messages
     judge_model = None
     if judge is not None and sampler.num_classes > 0:  # loaded and checked before any sampling
         from semtok.evaluation.judge import Judge
@@ -79,7 +80,7 @@ def evaluate_generation(
         judge_model = Judge.from_pretrained(judge_dir)
         if judge_model.num_classes != sampler.num_classes:
             raise SemtokError(
-                f"judge '{judge}' knows {judge_model.num_classes} classes, the AR model {sampler.num_classes}"
+                f"judge '{judge}' knows {judge_model.num_classes} classes, the {model} {sampler.num_classes}"
             )
     image_size = sampler.tokenizer.config.image_size
     dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
@@ -87,11 +88,11 @@ def evaluate_generation(
     if sampler.num_classes > 0:
         if int(labels.min()) < 0:
             raise SemtokError(
-                f"data set '{data}' ({split}) is unlabelled but the AR model is class-conditional"
+                f"data set '{data}' ({split}) is unlabelled but the {model} is class-conditional"
             )
         if int(labels.max()) >= sampler.num_classes:
             raise SemtokError(
-                f"data set '{data}' ({split}) has label {int(labels.max())}, the AR model only "
+                f"data set '{data}' ({split}) has label {int(labels.max())}, the {model} only "
                 f"{sampler.num_classes} classes"
             )
     started = time.time()
