@@ -109,7 +109,7 @@ def test_the_run_is_a_masked_model(masked_run):
         (["--choice-temperature", "-0.5"], "--choice-temperature -0.5: expected a float >= 0"),
         (["--no-cache"], "--no-cache applies to AR models"),
         (["--class", "99"], "--class 99: this model has classes 0..1"),
-        (["--tokenizer", "{tok16}"], "(16 codes, grid [8, 8]) does not match the nar model (12 codes"),
+        (["--tokenizer", "{tok16}"], "(16 codes, grid [8, 8]) does not match the masked model (12 codes"),
     ],
 )
 def test_sample_bad_input_is_one_line(masked_run, tmp_path, capsys, extra, message):

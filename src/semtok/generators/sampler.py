@@ -68,12 +68,13 @@ class Sampler:
         self.tokenizer_dir = resolve_model_dir(tokenizer or recorded, "tokenizer")
         self.tokenizer = Tokenizer.from_pretrained(self.tokenizer_dir)
         config = self.model.config
+        noun = "masked" if self.family == "masked" else "AR"
         if self.tokenizer.num_codes != config.vocab_size or tuple(self.tokenizer.grid_size) != tuple(
             config.grid
         ):
             raise SemtokError(
                 f"tokenizer '{self.tokenizer_dir}' ({self.tokenizer.num_codes} codes, grid "
-                f"{list(self.tokenizer.grid_size)}) does not match the {self.kind} model ({config.vocab_size} codes, grid "
+                f"{list(self.tokenizer.grid_size)}) does not match the {noun} model ({config.vocab_size} codes, grid "
                 f"{list(config.grid)})"
             )
         if not has_pixel_decoder(self.tokenizer):
