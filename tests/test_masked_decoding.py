@@ -11,12 +11,14 @@ from semtok.data.token_file import write_token_file
 from semtok.errors import SemtokError
 from semtok.generators.sampler import Sampler
 from semtok.generators.sampling import SamplingConfig
+from semtok.pipelines.report import masked_decoding_blocks
 from semtok.tokenizers import ConvNetConfig, FSQConfig, FSQTokenizer
 from semtok.training import train
 from semtok.training.nar import NARRunConfig
 from semtok.visual.figure_file import DPI
 from semtok.visual.masked_decoding import (
     cell_mask,
+    hatched,
     masked_decoding_figure,
     masked_decoding_picture,
     record_masked_decoding,
@@ -55,8 +57,9 @@ def masked_run(tmp_path):
     ids = torch.randint(0, 12, (16, 8, 8))
     manifest = write_token_file(tmp_path / "tokens", ids, torch.arange(16) % 3, 12, meta)
     overrides = [*TINY_NAR, f"data.tokens={manifest}"]
-    train("nar", load_config(NARRunConfig, "nar-mnist", overrides), tmp_path / "nar", progress=False)
-    return tmp_path / "nar"
+    run = tmp_path / "suite" / "fsq" / "nar_run"  # where the bench suite keeps a row's masked model
+    train("nar", load_config(NARRunConfig, "nar-mnist", overrides), run, progress=False)
+    return run
 
 
 def test_cell_mask_covers_the_masked_token_cells():
@@ -65,6 +68,12 @@ def test_cell_mask_covers_the_masked_token_cells():
     assert mask.shape == (1, 4, 6)
     assert mask[0, :2, :3].all() and mask[0, 2:, 3:].all()
     assert not mask[0, :2, 3:].any() and not mask[0, 2:, :3].any()
+    image = torch.ones(3, 4, 6)
+    lined = hatched(image, mask[0], scale=2, period=3)
+    assert lined.shape == (3, 8, 12)
+    changed = (lined != 1).any(0)
+    assert changed[:4, :6].any() and changed[4:, 6:].any()  # lines across both masked cells, nowhere else
+    assert not changed[:4, 6:].any() and not changed[4:, :6].any()
 
 
 def test_masked_decoding_picture_has_a_panel_per_step_and_sample(masked_run, tmp_path):
@@ -95,3 +104,14 @@ def test_masked_decoding_picture_refuses_an_ar_model(masked_run):
     sampler.family, sampler.kind = "ar", "ar"  # as an AR run loads
     with pytest.raises(SemtokError, match="not a masked one"):
         record_masked_decoding(sampler, torch.tensor([0]))
+
+
+def test_the_report_shows_the_picture_of_the_first_row_with_a_masked_model(masked_run):
+    suite = masked_run.parent.parent
+    rows = {"vqkd": {"label": "VQ-KD"}, "fsq": {"label": "FSQ"}}  # vqkd comes first but has no masked model
+    blocks = masked_decoding_blocks(suite, {"rows": rows})
+    assert [kind for kind, _ in blocks] == ["h2", "img"]
+    path, caption = blocks[1][1]
+    assert path == suite / "figures" / "masked_decoding_fsq.png" and path.exists()
+    assert caption.startswith("FSQ, NAR") and "12 steps" in caption
+    assert masked_decoding_blocks(suite, {"rows": {"vqkd": {"label": "VQ-KD"}}}) == []

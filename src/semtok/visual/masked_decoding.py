@@ -3,7 +3,7 @@
 
 One row per sample, one column per decoding step, then the final decoded sample. Each step's cell is the tokenizer's
 decoding of the tokens known after that step, the positions still masked filled with code 0 (any valid code would
-do) and then covered by a hatched grey square per token cell (token ``(i, j)`` of an ``h x w`` grid covers rows
+do) and then covered by a grey, hatched square per token cell (token ``(i, j)`` of an ``h x w`` grid covers rows
 ``i*H//h .. (i+1)*H//h`` and columns ``j*W//w .. (j+1)*W//w`` of the image). Figures are built headless
 (:mod:`semtok.visual.figure_file`).
 """
@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 import torch
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from semtok.errors import SemtokError
 from semtok.generators.sampler import Sampler
@@ -25,6 +24,7 @@ from semtok.visual.figure_file import save_figure
 __all__ = ["MaskedDecoding", "masked_decoding_figure", "masked_decoding_picture", "record_masked_decoding"]
 
 GREY = 0.6  # the masked cells' grey, in [0, 1]
+HATCH = 0.3  # the hatching lines' grey
 VEIL = 0.8  # how much of a masked cell the grey covers (the rest: the placeholder's decoding, faintly)
 
 
@@ -50,6 +50,16 @@ def cell_mask(grid_Bhw: torch.Tensor, height: int, width: int) -> torch.Tensor:
     rows = torch.arange(height) * grid_h // height  # pixel row -> token row (cells i*H//h .. (i+1)*H//h)
     cols = torch.arange(width) * grid_w // width
     return (grid_Bhw < 0)[:, rows][:, :, cols]
+
+
+def hatched(image_3HW: torch.Tensor, mask_HW: torch.Tensor, scale: int = 3, period: int = 6) -> torch.Tensor:
+    """``image_3HW`` (in [0, 1]) upsampled ``scale`` times (nearest) with dark diagonal lines, every ``period``
+    pixels, across the pixels where ``mask_HW`` is True: the hatching of the masked cells, drawn into the image."""
+    image = image_3HW.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    mask = mask_HW.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    rows, cols = torch.meshgrid(torch.arange(mask.shape[0]), torch.arange(mask.shape[1]), indexing="ij")
+    lines = mask & ((rows + cols) % period == 0)
+    return torch.where(lines, torch.full_like(image, HATCH), image)
 
 
 @torch.inference_mode()
@@ -97,22 +107,9 @@ def masked_decoding_figure(
         for t in range(count + 1):
             ax = axes[b, t]
             pixels = decoding.steps[t, b] if t < count else decoding.final[b]
-            ax.imshow(pixels.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
             if t < count:
-                for i, j in (decoding.grids[t, b] < 0).nonzero().tolist():
-                    top, left = i * height // grid_h, j * width // grid_w
-                    bottom, right = (i + 1) * height // grid_h, (j + 1) * width // grid_w
-                    ax.add_patch(
-                        Rectangle(
-                            (left - 0.5, top - 0.5),
-                            right - left,
-                            bottom - top,
-                            fill=False,
-                            hatch="////",
-                            edgecolor="0.35",
-                            linewidth=0.0,
-                        )
-                    )
+                pixels = hatched(pixels, cell_mask(decoding.grids[t, b : b + 1], height, width)[0])
+            ax.imshow(pixels.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:
