@@ -97,7 +97,6 @@ def masked_decoding_figure(
     """The picture: ``B`` rows x ``T + 1`` columns of axes (steps, then the decoded sample); each column titled
     with its step and how many tokens are still masked, each row labelled with its class; masked cells hatched."""
     count, batch = decoding.grids.shape[:2]
-    grid_h, grid_w = decoding.grids.shape[2:]
     height, width = decoding.final.shape[-2:]
     cell = 0.9
     figure = Figure(figsize=(cell * (count + 1) + 0.6, cell * batch + 0.5 + (0.3 if title else 0.0)))
@@ -113,7 +112,7 @@ def masked_decoding_figure(
             ax.set_xticks([])
             ax.set_yticks([])
             if b == 0:
-                masked = int((decoding.grids[t, 0] < 0).sum()) if t < count else 0
+                masked = int((decoding.grids[t, 0] < 0).sum()) if t < count else 0  # the same in every row
                 ax.set_title(f"step {t + 1}\n{masked} masked" if t < count else "decoded", fontsize=7)
             if t == 0:
                 label = int(decoding.labels[b])
