@@ -13,6 +13,10 @@ from PIL import Image
 Block = tuple[str, Any]  # ("h2", text) | ("p", text) | ("table", (header, rows)) | ("img", (path, caption))
 
 
+DECODING_LABELS = (0, 2, 4, 6, 8)  # the masked-decoding picture's classes (modulo the model's), seed 0
+GENERATION_COLUMNS = (("gfid", 2), ("precision", 3), ("recall", 3), ("class_accuracy", 3))
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -29,8 +33,11 @@ def _mean_std(row: dict[str, Any], key: str, digits: int) -> str:
 
 
 def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The suite table in the paper's Table 1 order: tokenizer, codebook, reconstruction, probe, then per proposal
+    network (AR, then masked: NAR) its val NLL and generation metrics (mean ± spread over the seeds)."""
     header = [
         "tokenizer",
+        "codebook",
         "usage",
         "perplexity",
         "rFID",
@@ -38,10 +45,15 @@ def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "SSIM",
         "probe top-1",
         "AR val NLL",
-        "gFID",
-        "precision",
-        "recall",
-        "class acc.",
+        "FID_AR",
+        "precision (AR)",
+        "recall (AR)",
+        "class acc. (AR)",
+        "NAR val NLL",
+        "FID_NAR",
+        "precision (NAR)",
+        "recall (NAR)",
+        "class acc. (NAR)",
         "minutes (all stages)",
     ]
     rows = []
@@ -49,6 +61,7 @@ def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 row["label"],
+                _fmt(row.get("codebook_size")),
                 _fmt(row["usage"]),
                 _fmt(row["perplexity"], 1),
                 _fmt(row["rfid"], 2),
@@ -56,10 +69,9 @@ def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 _fmt(row["ssim"]),
                 _fmt(row["probe_top1"]),
                 _fmt(row["ar_val_nll"]),
-                _mean_std(row, "gfid", 2),
-                _mean_std(row, "precision", 3),
-                _mean_std(row, "recall", 3),
-                _mean_std(row, "class_accuracy", 3),
+                *(_mean_std(row, key, digits) for key, digits in GENERATION_COLUMNS),
+                _fmt(row.get("nar_val_masked_nll")),
+                *(_mean_std(row, f"nar_{key}", digits) for key, digits in GENERATION_COLUMNS),
                 f"{sum(row['times'].values()) / 60:.1f}",
             ]
         )
@@ -109,11 +121,21 @@ def figures(out: Path, results: dict[str, Any]) -> list[Block]:
             images = torch.stack([val[i][0] for i in range(0, len(val), len(val) // 8)][:8])
             save_grid(reconstruction_grid(tokenizer, images), path)
         blocks.append(("img", (path, row["label"])))
-    blocks.append(("h2", "Samples: one row of 8 per class (0-9), CFG 1.75, top-k 600, top-p 0.92"))
+    blocks.append(
+        (
+            "h2",
+            "Samples: one row of 8 per class (0-9), CFG 1.75, top-k 600, top-p 0.92; AR, then masked (NAR: 12 "
+            "steps, cosine schedule)",
+        )
+    )
     for name, row in results["rows"].items():
-        grids = sorted((out / name / "samples").glob("class_*.png"), key=lambda p: int(p.stem.split("_")[1]))
-        if grids:
-            blocks.append(("img", (stack_images(grids, fig_dir / f"samples_{name}.png"), row["label"])))
+        for prefix, family in (("", "AR"), ("nar_", "NAR")):
+            grids = sorted(
+                (out / name / f"{prefix}samples").glob("class_*.png"), key=lambda p: int(p.stem.split("_")[1])
+            )
+            if grids:
+                path = stack_images(grids, fig_dir / f"{prefix}samples_{name}.png")
+                blocks.append(("img", (path, f"{row['label']}, {family}")))
     blocks.append(("h2", "Training curves"))
     tokenizer_runs = {results["rows"][n]["label"]: out / n / "tokenizer_run" for n in results["rows"]}
     tokenizer_runs = {k: v for k, v in tokenizer_runs.items() if (v / "log.jsonl").exists()}
@@ -127,6 +149,22 @@ def figures(out: Path, results: dict[str, Any]) -> list[Block]:
         ar_runs, fig_dir / "curves_ar.png", keys=["loss/train_nll"], title="AR training"
     )
     blocks.append(("img", (path, "AR training NLL (nats per token) on each tokenizer's tokens")))
+    nar_runs = {results["rows"][n]["label"]: out / n / "nar_run" for n in results["rows"]}
+    nar_runs = {k: v for k, v in nar_runs.items() if (v / "log.jsonl").exists()}
+    if nar_runs:
+        path = plot_training_curves(
+            nar_runs, fig_dir / "curves_nar.png", keys=["loss/train_masked_ce"], title="NAR training"
+        )
+        blocks.append(
+            (
+                "img",
+                (
+                    path,
+                    "masked-model training loss (label-smoothed nats per masked token) on each row's tokens",
+                ),
+            )
+        )
+    blocks += masked_decoding_blocks(out, results)
     pair = {
         label: out / name / ("decoder_run" if name == "vqkd" else "tokenizer_run")
         for name, label in (("vqkd", "VQ-KD"), ("vqgan", "VQGAN"))
@@ -144,6 +182,29 @@ def figures(out: Path, results: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def masked_decoding_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
+    """The masked-decoding picture of the VQ-KD row's masked model (else the first row that has one), 5 samples."""
+    from semtok.generators.sampler import Sampler
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.visual.masked_decoding import masked_decoding_picture
+
+    names = sorted(results["rows"], key=lambda n: n != "vqkd")  # vqkd first, the rest in table order
+    name = next((n for n in names if (out / n / "nar_run" / "nar" / "model.safetensors").exists()), None)
+    if name is None:
+        return []
+    sampling = SamplingConfig()
+    path = out / "figures" / f"masked_decoding_{name}.png"
+    if not path.exists():
+        sampler = Sampler(out / name / "nar_run")
+        labels = torch.tensor(DECODING_LABELS) % max(sampler.num_classes, 1)
+        masked_decoding_picture(sampler, labels, path, sampling)
+    caption = (
+        f"{results['rows'][name]['label']}, NAR: per column the tokens known after each of the {sampling.steps} "
+        f"steps ({sampling.schedule} schedule) decoded, still-masked token cells greyed and hatched; last: the sample"
+    )
+    return [("h2", "Masked decoding: the token grid filling in step by step"), ("img", (path, caption))]
+
+
 def build_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
     machine = results["machine"]
     budget = results["budget"]
@@ -153,18 +214,23 @@ def build_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
         (
             "p",
             "Embedded default: MNIST-5k as RGB 32x32 (4500 train / 500 val), 64 tokens per image (8x8), about 1000 "
-            "codes. Every tokenizer gets the same step budget and seed, then the same class-conditional AR model "
-            f"(ar-mnist) trains on its tokens. Budget: {json.dumps(budget)}.",
+            "codes. Every tokenizer gets the same step budget and seed, then both class-conditional proposal "
+            "networks train on its tokens with the same size and step budget: the AR model (ar-mnist) and the "
+            "masked MaskGIT-style model (nar-mnist, 12 parallel decoding steps). Budget: "
+            f"{json.dumps(budget)}.",
         ),
         ("table", results_table(results)),
         (
             "p",
-            "gFID, precision, recall and class accuracy: mean ± standard deviation over the sampling seeds "
+            "FID_AR / FID_NAR: gFID of the AR / masked model's samples; with precision, recall and class "
+            "accuracy of each: mean ± standard deviation over the sampling seeds "
             f"{first['seeds']} (ablation rows: one seed), one sample per val label. rFID / gFID extractor: "
             f"{first['fid_extractor']}; rFID reference: {first['fid_reference']}; gFID reference: "
             f"{first['gfid_reference']}. Precision/recall: k-NN manifolds (k = 3) in the same feature space. Class "
             f"accuracy: the judge classifier (val top-1 {_fmt(results['judge'].get('val_top1'))}). Probe: linear "
-            "classifier on mean-pooled frozen code vectors, val top-1. Inception Score: skipped (needs the full "
+            "classifier on mean-pooled frozen code vectors, val top-1. NAR val NLL: nats per masked token under "
+            "random masks (not comparable to the AR's per-token NLL). Inception Score (IS_AR / IS_NAR): skipped "
+            "(needs the full "
             "Inception weights, not available offline).",
         ),
         ("h2", "Seconds per stage"),

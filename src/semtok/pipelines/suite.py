@@ -2,16 +2,19 @@
 
 Every tokenizer (VQGAN, FSQ, CVQ-VAE, VQ-KD, Cluster; plus the teacher ablation: VQ-KD with EfficientNet-Lite2 and
 with a randomly initialised Lite0) is trained with the same step budget and seed, gets a pixel decoder where it
-needs one, and the same AR model is trained on its tokens. Each row is evaluated: codebook usage, perplexity,
-rFID, PSNR, SSIM, linear probe, then gFID / precision / recall / class accuracy over several sampling seeds.
+needs one, and both families of proposal network are trained on its tokens with the same budget: the AR model
+(``ar-mnist``) and the masked MaskGIT / MAGE model (``nar-mnist``). Each row is evaluated: codebook usage,
+perplexity, rFID, PSNR, SSIM, linear probe, then, for each family, gFID / precision / recall / class accuracy over
+several sampling seeds (the paper's FID_AR and FID_NAR).
 
 Layout of ``OUT`` (every stage is reused when its output exists, so a rerun after a crash continues):
   judge/                         the judge classifier (shared by every row)
   ROW/tokenizer_run/             tokenizer training (or the Cluster build)
   ROW/decoder_run/               pixel decoder (feature tokenizers)
   ROW/eval_val.json              reconstruction metrics; ROW/probe_val.json linear probe
-  ROW/tokens/{train,val}.json    token files;  ROW/ar_run/  the AR model
-  ROW/generation_seed{S}.json    generation metrics per seed;  ROW/samples/class_{k}.png sample grids
+  ROW/tokens/{train,val}.json    token files;  ROW/ar_run/  the AR model;  ROW/nar_run/  the masked model
+  ROW/generation_seed{S}.json    AR generation metrics per seed;  ROW/samples/class_{k}.png AR sample grids
+  ROW/nar_generation_seed{S}.json, ROW/nar_samples/class_{k}.png   the same for the masked model
   ROW/times.json                 seconds per stage (kept from the run that computed it)
   results.json, report.md, report.html
 """
@@ -34,11 +37,14 @@ from semtok.errors import SemtokError
 
 @dataclass(frozen=True)
 class Budget:
-    """Equal budgets for every row; ``eval_images``: val images for every metric (None = all 500)."""
+    """Equal budgets for every row; ``eval_images``: val images for every metric (None = all 500).
+
+    ``ar_steps`` / ``nar_steps``: the two proposal networks (same size, equal steps: they compare at equal cost)."""
 
     tokenizer_steps: int
     decoder_steps: int
     ar_steps: int
+    nar_steps: int
     judge_steps: int
     seeds: tuple[int, ...]
     ablation_seeds: tuple[int, ...]
@@ -46,8 +52,8 @@ class Budget:
 
 
 SUITES: dict[str, Budget] = {
-    "mnist": Budget(300, 300, 400, 700, (0, 1, 2), (0,), None),
-    "quick": Budget(30, 30, 40, 100, (0,), (0,), 64),
+    "mnist": Budget(300, 300, 400, 400, 700, (0, 1, 2), (0,), None),
+    "quick": Budget(30, 30, 40, 40, 100, (0,), (0,), 64),
 }
 
 # name -> (kind, config, overrides, ablation)
@@ -70,6 +76,8 @@ LABELS = {
     "vqkd-random": "VQ-KD (random-init Lite0)",
 }
 SAMPLES_PER_CLASS = 8
+# proposal-network family (its `train` stage and run folder ROW/{family}_run) -> (config, prefix of its outputs)
+GENERATORS: dict[str, tuple[str, str]] = {"ar": ("ar-mnist", ""), "nar": ("nar-mnist", "nar_")}
 
 
 class Stages:
@@ -143,15 +151,9 @@ def train_decoder(tokenizer_run: Path, run_dir: Path, budget: Budget, progress: 
 
 def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool) -> dict[str, Any]:
     """All stages of one row; returns its results (metrics, seconds per stage)."""
-    from semtok.evaluation.generation import evaluate_generation
     from semtok.evaluation.probe import probe_token_files
     from semtok.evaluation.tokenizer import evaluate_tokenizer
-    from semtok.generators.sampler import Sampler
-    from semtok.generators.sampling import SamplingConfig
     from semtok.pipelines.tokenize import tokenize_dataset
-    from semtok.training import train
-    from semtok.training.ar import ARRunConfig
-    from semtok.visual.provenance import write_samples
 
     kind, _, _, ablation = ROWS[row]
     row_dir = out / row
@@ -197,32 +199,58 @@ def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool
             probe_token_files(tokenizer_dir, tokens / "train.json", tokens / "val.json"),
         ),
     )
-    ar_run = row_dir / "ar_run"
-    ar_config = load_config(
-        ARRunConfig,
-        "ar-mnist",
+    seeds = budget.ablation_seeds if ablation else budget.seeds
+    for family in GENERATORS:
+        generator_stages(family, row_dir, stages, budget, seeds, judge_dir, progress)
+    return collect_row(row, row_dir, seeds)
+
+
+def generator_stages(
+    family: str,
+    row_dir: Path,
+    stages: Stages,
+    budget: Budget,
+    seeds: tuple[int, ...],
+    judge_dir: Path,
+    progress: bool,
+) -> None:
+    """One proposal network (``family``: a key of :data:`GENERATORS`) on the row's tokens: training, generation
+    metrics per sampling seed, a sample grid per class; each stage reused when its output exists."""
+    from semtok.evaluation.generation import evaluate_generation
+    from semtok.generators.sampler import Sampler
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.training import train
+    from semtok.training.ar import ARRunConfig
+    from semtok.training.nar import NARRunConfig
+    from semtok.visual.provenance import write_samples
+
+    config_name, prefix = GENERATORS[family]
+    run_dir = row_dir / f"{family}_run"
+    steps = budget.ar_steps if family == "ar" else budget.nar_steps
+    config = load_config(
+        ARRunConfig if family == "ar" else NARRunConfig,
+        config_name,
         [
             f"data.tokens={row_dir / 'tokens' / 'train.json'}",
             f"data.val_tokens={row_dir / 'tokens' / 'val.json'}",
-            f"train.steps={budget.ar_steps}",
+            f"train.steps={steps}",
         ],
     )
     stages.run(
-        "ar",
-        ar_run / "ar" / "model.safetensors",
-        lambda: _train(ar_run, lambda r: train("ar", ar_config, ar_run, r, progress)),
+        family,
+        run_dir / family / "model.safetensors",
+        lambda: _train(run_dir, lambda r: train(family, config, run_dir, r, progress)),
     )
     sampling = SamplingConfig()
-    seeds = budget.ablation_seeds if ablation else budget.seeds
     for seed in seeds:
-        path = row_dir / f"generation_seed{seed}.json"
+        path = row_dir / f"{prefix}generation_seed{seed}.json"
         stages.run(
-            f"generation_seed{seed}",
+            f"{prefix}generation_seed{seed}",
             path,
             lambda seed=seed, path=path: _write_json(
                 path,
                 evaluate_generation(
-                    ar_run,
+                    run_dir,
                     "mnist5k",
                     "val",
                     sampling,
@@ -235,24 +263,45 @@ def run_row(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool
         )
     sampler = None
     for label in range(10):
-        grid = row_dir / "samples" / f"class_{label}.png"
+        grid = row_dir / f"{prefix}samples" / f"class_{label}.png"
         if not grid.exists():
-            sampler = sampler or Sampler(ar_run)
+            sampler = sampler or Sampler(run_dir)
             labels = torch.full((SAMPLES_PER_CLASS,), label)
             write_samples(sampler, labels, grid, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
-    return collect_row(row, row_dir, seeds)
+
+
+def _generation_stats(row_dir: Path, seeds: tuple[int, ...], prefix: str) -> dict[str, Any]:
+    """``{prefix}gfid`` etc.: mean, spread and per-seed values over the seeds' generation files (None if absent)."""
+    paths = [row_dir / f"{prefix}generation_seed{s}.json" for s in seeds]
+    generations = [json.loads(p.read_text()) for p in paths if p.exists()]
+    result: dict[str, Any] = {}
+    for key in ("gfid", "precision", "recall", "class_accuracy"):
+        values = [g[key] for g in generations if key in g]
+        result[f"{prefix}{key}"] = statistics.fmean(values) if values else None
+        result[f"{prefix}{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
+        result[f"{prefix}{key}_per_seed"] = values
+    result[f"{prefix}gfid_reference"] = generations[0].get("fid_reference") if generations else None
+    return result
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def collect_row(row: str, row_dir: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
-    """The row's numbers from its stage outputs (gFID etc. as mean and spread over the seeds)."""
+    """The row's numbers from its stage outputs (gFID etc. as mean and spread over the seeds).
+
+    AR generation metrics keep their plain keys (``gfid``, ``class_accuracy``...); the masked model's carry the
+    prefix ``nar_`` (``nar_gfid``, ``nar_class_accuracy``...), None where its stages have not run."""
     recon = json.loads((row_dir / "eval_val.json").read_text())
     probe = json.loads((row_dir / "probe_val.json").read_text())
     ar = json.loads((row_dir / "ar_run" / "summary.json").read_text())
-    generations = [json.loads((row_dir / f"generation_seed{s}.json").read_text()) for s in seeds]
+    nar = _summary(row_dir / "nar_run" / "summary.json")
     result: dict[str, Any] = {
         "row": row,
         "label": LABELS[row],
         "ablation": ROWS[row][3],
+        "codebook_size": recon.get("num_codes"),
         "usage": recon.get("usage"),
         "perplexity": recon.get("perplexity"),
         "rfid": recon.get("rfid"),
@@ -261,19 +310,14 @@ def collect_row(row: str, row_dir: Path, seeds: tuple[int, ...]) -> dict[str, An
         "teacher_cosine": recon.get("teacher_cosine"),
         "probe_top1": probe.get("val_top1"),
         "ar_val_nll": ar.get("val_nll"),
+        "nar_val_masked_nll": nar.get("val_masked_nll"),
         "seeds": list(seeds),
         "fid_extractor": recon.get("fid_extractor"),
         "fid_reference": recon.get("fid_reference"),
-        "gfid_reference": generations[0].get("fid_reference"),
-        "times": json.loads((row_dir / "times.json").read_text())
-        if (row_dir / "times.json").exists()
-        else {},
+        "times": _summary(row_dir / "times.json"),
     }
-    for key in ("gfid", "precision", "recall", "class_accuracy"):
-        values = [g[key] for g in generations if key in g]
-        result[key] = statistics.fmean(values) if values else None
-        result[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
-        result[f"{key}_per_seed"] = values
+    result.update(_generation_stats(row_dir, seeds, ""))
+    result.update(_generation_stats(row_dir, seeds, "nar_"))
     return result
 
 
