@@ -421,6 +421,9 @@ def main() -> None:
         "model_shape_gemm_gflops": model_rate,
         "masked_gflops": masked["gflops"],
         "masked_share_of_machine_rate": round(ratio, 3),
+        "masked_share_of_rate_in_its_subprocess": (
+            round(masked["gflops"] / max(g["gflops"] for g in in_worker), 3) if in_worker else None
+        ),
         "goal_share": 0.5,
         "goal_met": ratio >= 0.5,
         "masked_forward_share_of_machine_rate": (
