@@ -10,7 +10,8 @@ from semtok.errors import SemtokError
 
 def add_parsers(verbs: argparse._SubParsersAction) -> None:
     bench = verbs.add_parser(
-        "bench", help="the paper's comparison at small scale: every tokenizer + the same AR and masked models, a report"
+        "bench",
+        help="the paper's comparison at small scale: every tokenizer + the same AR and masked models, a report",
     )
     bench.add_argument("--suite", default="mnist", choices=["mnist", "quick"], help="budgets (default mnist)")
     bench.add_argument(
