@@ -17,6 +17,7 @@ LAYERS = [
     "data",
     "metrics",
     "teachers",
+    "text",
     "quantizers",
     "nn",
     "losses",
