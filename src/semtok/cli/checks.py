@@ -89,7 +89,7 @@ def image_suffixes() -> tuple[str, ...]:
 
 def data_source(spec: str | None, flag: str = "--data") -> None:
     """A data set: 'mnist5k' or an existing image folder (None = the run's own, allowed)."""
-    if spec is None or str(spec).lower() == "mnist5k":
+    if spec is None or str(spec).lower() in ("mnist5k", "mnist5k-captioned"):
         return
     path = Path(spec).expanduser()
     if not path.exists():

@@ -1,6 +1,7 @@
 """One factory for data sets (the batch order lives in ``semtok.training.batches``).
 
-Data set ``spec``: ``"mnist5k"`` (the embedded default) or a directory:
+Data set ``spec``: ``"mnist5k"`` (the embedded default), ``"mnist5k-captioned"`` (its coloured, sized and captioned
+variant for text-to-image, :mod:`semtok.data.captioned_mnist`) or a directory:
 - with both ``train/`` and ``val/`` (or ``validation/``) subfolders: those are the splits; the val folder is read
   with the train folder's class list, so labels agree;
 - otherwise: the whole folder is scanned and split deterministically, 10% val (``val_fraction``), at least one
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from semtok.data.captioned_mnist import CaptionedMNIST
 from semtok.data.folder import ImageFolderDataset
 from semtok.data.folder_scan import find_class_names, scan_image_folder, split_samples
 from semtok.data.mnist import MNIST5k
@@ -34,7 +36,7 @@ def build_dataset(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     check_headers: bool = True,
-) -> MNIST5k | ImageFolderDataset:
+) -> MNIST5k | CaptionedMNIST | ImageFolderDataset:
     """The ``split`` ("train" / "val") of data set ``spec`` with images ``[3, image_size, image_size]`` in [-1, 1].
 
     ``augment``: "none" | "crop_flip" (RandomResizedCrop(scale=crop_scale) + flip) | "flip" | "crop" (the crop
@@ -49,6 +51,12 @@ def build_dataset(
     if split == "val":
         transform = build_transform("none", image_size)
 
+    if str(spec).lower() == "mnist5k-captioned":
+        if augment != "none" and split == "train":
+            raise SemtokError(
+                "dataset mnist5k-captioned: augment must be 'none' (a flip breaks the digit, a crop its size)"
+            )
+        return CaptionedMNIST(split, image_size)
     if str(spec).lower() == "mnist5k":
         return MNIST5k(split, image_size, transform=transform if transform.is_random else None, seed=seed)
 
