@@ -1,7 +1,8 @@
 """Class-conditional autoregressive proposal network: a decoder-only transformer over image tokens.
 
 Sequence: ``[class] + image tokens in raster order``. The class embedding is the first input; the model predicts
-image token ``t`` from the class and tokens ``< t``. Class ``num_classes`` is the *null* class used for
+image token ``t`` from the class and tokens ``< t``. A text-conditional model (``text_dim`` > 0) has a prefix of
+``text_len`` projected text-encoder states instead of the class (:mod:`semtok.generators.conditioning`). Class ``num_classes`` is the *null* class used for
 classifier-free guidance (labels are dropped to it with probability ``class_dropout`` during training).
 
 Two styles (``ARConfig.style``):
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtok.errors import SemtokError
+from semtok.generators.conditioning import TextPrefix, condition_prefix
 from semtok.hub.pretrained import PretrainedModel
 
 # name -> (depth, width, heads); "medium" is the paper's 24 x 1024 x 16, the others follow LlamaGen's ladder.
@@ -55,6 +57,10 @@ class ARConfig:
     mlp_ratio: float = 4.0  # llama: SwiGLU hidden = 2/3 * mlp_ratio * width, rounded up to a multiple of 64
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
+    text_dim: int = (
+        0  # > 0: text-conditional, a prefix of text_len projected text-encoder states (conditioning.py)
+    )
+    text_len: int = 0  # prefix positions of a text model (LlamaGen: 120)
 
     def __post_init__(self) -> None:
         if self.size not in AR_SIZES:
@@ -72,6 +78,15 @@ class ARConfig:
             )
         if not 0.0 <= self.class_dropout < 1.0:
             raise SemtokError(f"config key 'model.class_dropout': expected [0, 1), got {self.class_dropout}")
+        if (self.text_dim > 0) != (self.text_len > 0) or min(self.text_dim, self.text_len) < 0:
+            raise SemtokError(
+                "config keys 'model.text_dim' / 'model.text_len': both > 0 (text-conditional) or both 0 (class)"
+            )
+
+    @property
+    def prefix_len(self) -> int:
+        """Condition positions before the image tokens: 1 (the class) or ``text_len``."""
+        return self.text_len if self.text_dim else 1
 
     @property
     def null_class(self) -> int:
@@ -232,15 +247,18 @@ class ARTransformer(nn.Module, PretrainedModel):
         self.config = config
         self.class_embed = nn.Embedding(config.num_classes + 1, config.width)
         self.token_embed = nn.Embedding(config.vocab_size, config.width)
+        if config.text_dim:
+            self.text_prefix = TextPrefix(config.text_dim, config.width, config.text_len)
+        length = config.seq_len + config.prefix_len - 1  # the prefix + every image token but the last
         self.pos_embed = (
-            nn.Parameter(torch.zeros(1, config.seq_len, config.width)) if config.style == "gpt2" else None
+            nn.Parameter(torch.zeros(1, length, config.width)) if config.style == "gpt2" else None
         )
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = (
             RMSNorm(config.width, config.norm_eps) if config.style == "llama" else nn.LayerNorm(config.width)
         )
         self.head = nn.Linear(config.width, config.vocab_size, bias=False)
-        cos, sin = rotary_tables(config.seq_len, config.head_dim, config.rope_base)
+        cos, sin = rotary_tables(length, config.head_dim, config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
@@ -261,12 +279,14 @@ class ARTransformer(nn.Module, PretrainedModel):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def _inputs(self, ids_BT: torch.Tensor | None, labels_B: torch.Tensor) -> torch.Tensor:
-        """Input embeddings [B, 1 + T, C]: the class, then the given image tokens."""
-        cls = self.class_embed(labels_B)[:, None]
-        if ids_BT is None or ids_BT.shape[1] == 0:
-            return cls
-        return torch.cat([cls, self.token_embed(ids_BT)], dim=1)
+    def prefix(
+        self,
+        labels_B: torch.Tensor | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
+        dropped_B: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The condition's input embeddings [B, prefix_len, C] (see :func:`conditioning.condition_prefix`)."""
+        return condition_prefix(self, labels_B, text, dropped_B)
 
     def _positions(self, x: torch.Tensor, pos: int) -> tuple[torch.Tensor, tuple | None]:
         length = x.shape[1]
@@ -274,18 +294,29 @@ class ARTransformer(nn.Module, PretrainedModel):
             return x + self.pos_embed[:, pos : pos + length], None
         return x, (self.rope_cos[pos : pos + length], self.rope_sin[pos : pos + length])
 
-    def forward(self, ids_BN: torch.Tensor, labels_B: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits [B, N, vocab] for ``N <= seq_len`` tokens: position t predicts ``ids[:, t]``."""
+    def forward(
+        self,
+        ids_BN: torch.Tensor,
+        labels_B: torch.Tensor | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
+        dropped_B: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Teacher-forced logits [B, N, vocab] for ``N <= seq_len`` tokens: position t predicts ``ids[:, t]``.
+        The condition: class ``labels_B``, or ``text`` = (embeddings [B, L, text_dim], mask [B, L]) for a text
+        model (``dropped_B``: rows given the null prefix)."""
         if ids_BN.shape[1] > self.config.seq_len:
             raise SemtokError(f"AR model: {ids_BN.shape[1]} tokens, more than seq_len {self.config.seq_len}")
-        x, rope = self._positions(self._inputs(ids_BN[:, :-1], labels_B), 0)
+        prefix = self.prefix(labels_B, text, dropped_B)
+        x = torch.cat([prefix, self.token_embed(ids_BN[:, :-1])], dim=1)
+        x, rope = self._positions(x, 0)
         for block in self.blocks:
             x = block(x, rope)
-        return self.head(self.norm(x)).float()
+        return self.head(self.norm(x[:, prefix.shape[1] - 1 :])).float()
 
     def new_cache(self, batch: int, device: torch.device | None = None) -> KVCache:
         parameter = self.token_embed.weight  # (the head may be a PackedLinear, see cpu_inference)
-        return KVCache(self.config, batch, self.config.seq_len, device or parameter.device, parameter.dtype)
+        length = self.config.seq_len + self.config.prefix_len - 1
+        return KVCache(self.config, batch, length, device or parameter.device, parameter.dtype)
 
     def step(self, inputs_BTC: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
         """Run new input embeddings at positions ``pos..`` through the cached network; logits [B, vocab] of

@@ -4,7 +4,8 @@ Sequence: ``[class] + image tokens in raster order``, where some image tokens ar
 (id ``vocab_size`` of the input embedding). Every position attends to every other (no causal mask); the model
 predicts the original id at every image position, and training scores the masked ones only
 (:mod:`semtok.training.nar`). Class ``num_classes`` is the *null* class for classifier-free guidance, as in the AR
-model. Sizes and styles are the AR model's (:data:`semtok.generators.ar.AR_SIZES`, ``llama`` / ``gpt2`` blocks);
+model (or, with ``text_dim`` > 0, a text prefix: :mod:`semtok.generators.conditioning`). Sizes and styles are the AR
+model's (:data:`semtok.generators.ar.AR_SIZES`, ``llama`` / ``gpt2`` blocks);
 iterative parallel decoding lives in :mod:`semtok.generators.masked_sampling`.
 
 Positions: both styles add a learned absolute position embedding (MaskGIT's and MAGE's ViTs have one); ``llama``
@@ -24,6 +25,7 @@ from torch import nn
 
 from semtok.errors import SemtokError
 from semtok.generators.ar import ARConfig, Block, RMSNorm, rotary_tables
+from semtok.generators.conditioning import TextPrefix, condition_prefix
 from semtok.hub.pretrained import PretrainedModel
 
 
@@ -59,7 +61,9 @@ class MaskedTransformer(nn.Module, PretrainedModel):
         self.config = config
         self.class_embed = nn.Embedding(config.num_classes + 1, config.width)
         self.token_embed = nn.Embedding(config.vocab_size + 1, config.width)  # + the mask token
-        length = config.seq_len + 1
+        if config.text_dim:
+            self.text_prefix = TextPrefix(config.text_dim, config.width, config.text_len)
+        length = config.seq_len + config.prefix_len
         self.pos_embed = nn.Parameter(torch.zeros(1, length, config.width))
         self.blocks = nn.ModuleList(Block(config, causal=False) for _ in range(config.depth))
         llama = config.style == "llama"
@@ -87,15 +91,32 @@ class MaskedTransformer(nn.Module, PretrainedModel):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, ids_BN: torch.Tensor, labels_B: torch.Tensor) -> torch.Tensor:
-        """Logits [B, N, vocab_size] (float32) for ids [B, N] (``N == seq_len``; the mask id marks unknowns)."""
+    def prefix(
+        self,
+        labels_B: torch.Tensor | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
+        dropped_B: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The condition's input embeddings [B, prefix_len, C] (see :func:`conditioning.condition_prefix`)."""
+        return condition_prefix(self, labels_B, text, dropped_B)
+
+    def forward(
+        self,
+        ids_BN: torch.Tensor,
+        labels_B: torch.Tensor | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
+        dropped_B: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, N, vocab_size] (float32) for ids [B, N] (``N == seq_len``; the mask id marks unknowns), given
+        class ``labels_B`` or, for a text model, ``text`` = (embeddings, mask) and ``dropped_B``."""
         if ids_BN.shape[1] != self.config.seq_len:
             raise SemtokError(
                 f"masked model: {ids_BN.shape[1]} tokens per sample, the model has seq_len {self.config.seq_len}"
             )
-        x = torch.cat([self.class_embed(labels_B)[:, None], self.token_embed(ids_BN)], dim=1)
+        prefix = self.prefix(labels_B, text, dropped_B)
+        x = torch.cat([prefix, self.token_embed(ids_BN)], dim=1)
         x = x + self.pos_embed
         rope = (self.rope_cos, self.rope_sin) if self.config.style == "llama" else None
         for block in self.blocks:
             x = block(x, rope)
-        return self.head(self.norm(x[:, 1:])).float()
+        return self.head(self.norm(x[:, prefix.shape[1] :])).float()

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from semtok.errors import SemtokError
 from semtok.generators.masked import MaskedTransformer
-from semtok.generators.sampling import SamplingConfig, check_labels, sample_logits
+from semtok.generators.sampling import SamplingConfig, guided_condition, sample_logits
 
 # progress r in [0, 1] -> the fraction of tokens still masked (1 at r = 0, 0 at r = 1).
 MASK_SCHEDULES: dict[str, Callable[[float], float]] = {
@@ -62,27 +62,26 @@ def generate_masked(
     seed: int = 0,
     progress: bool = False,
     record: list[torch.Tensor] | None = None,
+    text: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sample token ids ``[B, seq_len]`` (int64 in ``[0, vocab_size)``, raster order) for class labels ``labels_B``
-    (ints in ``[0, num_classes]``; ``num_classes`` is the null class) in ``sampling.steps`` parallel steps.
+    (ints in ``[0, num_classes]``; ``num_classes`` is the null class) or, for a text model, ``text`` = (embeddings,
+    mask) from its text encoder (``labels_B`` None), in ``sampling.steps`` parallel steps.
 
     The same ``seed``, labels and settings give the same ids. ``record``, a list, receives the grid after every step
     (``[B, seq_len]`` int64, ``-1`` where still masked): the masked-decoding picture.
     """
     sampling = sampling or SamplingConfig()
     config = model.config
-    labels_B = check_labels(labels_B, config.num_classes)
     counts = masked_counts(config.seq_len, sampling.steps, sampling.schedule)
     device = model.class_embed.weight.device
-    labels_B = labels_B.to(device)
-    batch, length = labels_B.shape[0], config.seq_len
-    guided = sampling.cfg_scale != 1.0 and config.num_classes > 0
-    run_labels = torch.cat([labels_B, torch.full_like(labels_B, config.null_class)]) if guided else labels_B
+    batch, guided, condition = guided_condition(config, labels_B, text, sampling.cfg_scale, device)
+    length = config.seq_len
     generator = torch.Generator(device=device).manual_seed(seed)
     ids = torch.full((batch, length), config.mask_id, dtype=torch.long, device=device)
     for t in tqdm(range(sampling.steps), desc="sample", disable=not progress, leave=False):
         masked = ids == config.mask_id
-        logits = model(ids.repeat(2, 1) if guided else ids, run_labels)
+        logits = model(ids.repeat(2, 1) if guided else ids, **condition)
         if guided:
             scale = sampling.cfg_scale
             if sampling.cfg_ramp:

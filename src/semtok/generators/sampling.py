@@ -8,12 +8,13 @@ logits as ``u + s * (c - u)`` before temperature and filtering; both halves then
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from semtok.errors import SemtokError
-from semtok.generators.ar import ARTransformer
+from semtok.generators.ar import ARConfig, ARTransformer
 
 MASK_SCHEDULE_NAMES = ("cosine", "arccos", "linear")  # see semtok.generators.masked_sampling.MASK_SCHEDULES
 
@@ -104,39 +105,66 @@ def sample_logits(
     return indices.gather(-1, choice).squeeze(-1)
 
 
+def guided_condition(
+    config: ARConfig,
+    labels_B: torch.Tensor | None,
+    text: tuple[torch.Tensor, torch.Tensor] | None,
+    cfg_scale: float,
+    device: torch.device,
+) -> tuple[int, bool, dict[str, Any]]:
+    """(batch, guided, the condition keywords of the model's ``forward`` / ``prefix``) for class labels or a text
+    (embeddings [B, L, text_dim], mask [B, L]). Guided: the rows are doubled, the second half unconditional (the null
+    class, or the null text prefix)."""
+    if config.text_dim:
+        if text is None:
+            raise SemtokError("this model is text-conditional: give a prompt, not class labels")
+        embeddings, mask = text[0].to(device), text[1].to(device)
+        batch = embeddings.shape[0]
+        dropped = torch.zeros(batch, dtype=torch.bool, device=device)
+        if cfg_scale != 1.0:
+            embeddings, mask = embeddings.repeat(2, 1, 1), mask.repeat(2, 1)
+            dropped = torch.cat([dropped, torch.ones_like(dropped)])
+        return batch, cfg_scale != 1.0, {"text": (embeddings, mask), "dropped_B": dropped}
+    if text is not None:
+        raise SemtokError("this model is class-conditional: give class labels, not a prompt")
+    labels_B = check_labels(labels_B, config.num_classes).to(device)
+    guided = cfg_scale != 1.0 and config.num_classes > 0
+    run_labels = torch.cat([labels_B, torch.full_like(labels_B, config.null_class)]) if guided else labels_B
+    return labels_B.shape[0], guided, {"labels_B": run_labels}
+
+
 @torch.inference_mode()
 def generate(
     model: ARTransformer,
-    labels_B: torch.Tensor,
+    labels_B: torch.Tensor | None,
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     progress: bool = False,
+    text: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sample token ids ``[B, seq_len]`` (int64, raster order) for class labels ``labels_B`` (ints in
-    ``[0, num_classes]``; ``num_classes`` is the null class, i.e. unconditional).
+    ``[0, num_classes]``; ``num_classes`` is the null class, i.e. unconditional) or, for a text model, ``text`` =
+    (embeddings [B, L, text_dim], mask [B, L]) from its text encoder (``labels_B`` None).
 
-    The same ``seed``, labels and settings give the same ids. ``sampling.use_cache`` False recomputes the whole
+    The same ``seed``, condition and settings give the same ids. ``sampling.use_cache`` False recomputes the whole
     prefix at every step (the reference path, for speed comparisons and tests).
     """
     sampling = sampling or SamplingConfig()
     config = model.config
-    labels_B = check_labels(labels_B, config.num_classes)
     device = model.token_embed.weight.device
-    labels_B = labels_B.to(device)
-    batch = labels_B.shape[0]
-    guided = sampling.cfg_scale != 1.0 and config.num_classes > 0
-    run_labels = torch.cat([labels_B, torch.full_like(labels_B, config.null_class)]) if guided else labels_B
+    batch, guided, condition = guided_condition(config, labels_B, text, sampling.cfg_scale, device)
     generator = torch.Generator(device=device).manual_seed(seed)
     ids = torch.empty(batch, config.seq_len, dtype=torch.long, device=device)
-    cache = model.new_cache(run_labels.shape[0]) if sampling.use_cache else None
-    inputs = model.class_embed(run_labels)[:, None]
+    inputs = model.prefix(**condition)
+    prefix_len = inputs.shape[1]
+    cache = model.new_cache(inputs.shape[0]) if sampling.use_cache else None
     for t in tqdm(range(config.seq_len), desc="sample", disable=not progress, leave=False):
         if cache is not None:
-            logits = model.step(inputs, cache, t)
+            logits = model.step(inputs, cache, 0 if t == 0 else prefix_len + t - 1)
         else:
-            prefix = ids[:, :t].repeat(2, 1) if guided else ids[:, :t]
-            dummy = torch.zeros_like(prefix[:, :1])  # forward() drops the last input token
-            logits = model(torch.cat([prefix, dummy], dim=1), run_labels)[:, -1]
+            known = ids[:, :t].repeat(2, 1) if guided else ids[:, :t]
+            dummy = torch.zeros_like(known[:, :1])  # forward() drops the last input token
+            logits = model(torch.cat([known, dummy], dim=1), **condition)[:, -1]
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + sampling.cfg_scale * (cond - uncond)
