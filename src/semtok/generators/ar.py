@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semtok.errors import SemtokError
-from semtok.generators.conditioning import TextPrefix, condition_prefix
+from semtok.generators.conditioning import ConditionedModel, TextPrefix, init_transformer_weights
 from semtok.hub.pretrained import PretrainedModel
 
 # name -> (depth, width, heads); "medium" is the paper's 24 x 1024 x 16, the others follow LlamaGen's ladder.
@@ -225,7 +225,7 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
-class ARTransformer(nn.Module, PretrainedModel):
+class ARTransformer(ConditionedModel, nn.Module, PretrainedModel):
     """Decoder-only transformer over ``[class] + image tokens``; see the module docstring.
 
     ``forward(ids_BN, labels_B)`` gives next-token logits ``[B, N, vocab_size]`` (float) where position ``t``
@@ -261,32 +261,7 @@ class ARTransformer(nn.Module, PretrainedModel):
         cos, sin = rotary_tables(length, config.head_dim, config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        self.apply(self._init_weights)
-        for name, parameter in self.named_parameters():  # GPT-2's scaled init of residual projections
-            if name.endswith("proj.weight") or name.endswith("down.weight"):
-                nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.depth))
-        nn.init.zeros_(self.head.weight)  # start from uniform predictions
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def prefix(
-        self,
-        labels_B: torch.Tensor | None = None,
-        text: tuple[torch.Tensor, torch.Tensor] | None = None,
-        dropped_B: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The condition's input embeddings [B, prefix_len, C] (see :func:`conditioning.condition_prefix`)."""
-        return condition_prefix(self, labels_B, text, dropped_B)
+        init_transformer_weights(self, config.depth)
 
     def _positions(self, x: torch.Tensor, pos: int) -> tuple[torch.Tensor, tuple | None]:
         length = x.shape[1]

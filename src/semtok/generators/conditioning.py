@@ -9,6 +9,8 @@ the prefix needs no attention mask, and a KV cache fills it in one causal pass).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -51,19 +53,48 @@ class TextPrefix(nn.Module):
         return prefix
 
 
-def condition_prefix(
-    model: nn.Module,
-    labels_B: torch.Tensor | None = None,
-    text: tuple[torch.Tensor, torch.Tensor] | None = None,
-    dropped_B: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The prefix embeddings ``[B, P, width]`` of a class model (``P`` 1: ``labels_B``, the null class dropping) or a
-    text model (``P`` = ``text_len``: ``text`` = (embeddings, mask), ``dropped_B`` the rows to make unconditional)."""
-    text_prefix = getattr(model, "text_prefix", None)
-    if text_prefix is None:
-        if labels_B is None or text is not None:
-            raise SemtokError("this model is class-conditional: give class labels, not a text")
-        return model.class_embed(labels_B)[:, None]
-    if text is None:
-        raise SemtokError("this model is text-conditional: give a prompt (text embeddings), not class labels")
-    return text_prefix(text[0], text[1], dropped_B)
+class ConditionedModel:
+    """Mixin of both proposal networks: the condition prefix from class labels or a text, and the parameter count.
+    The model has ``class_embed`` and, when text-conditional, ``text_prefix`` (:class:`TextPrefix`)."""
+
+    def prefix(
+        self,
+        labels_B: torch.Tensor | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
+        dropped_B: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The condition's input embeddings ``[B, P, width]``: of a class model (``P`` 1: ``labels_B``, the null class
+        dropping) or of a text model (``P`` = ``text_len``: ``text`` = (embeddings, mask), ``dropped_B`` the rows to
+        make unconditional)."""
+        text_prefix = getattr(self, "text_prefix", None)
+        if text_prefix is None:
+            if labels_B is None or text is not None:
+                raise SemtokError("this model is class-conditional: give class labels, not a text")
+            return self.class_embed(labels_B)[:, None]
+        if text is None:
+            raise SemtokError(
+                "this model is text-conditional: give a prompt (text embeddings), not class labels"
+            )
+        return text_prefix(text[0], text[1], dropped_B)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def init_transformer_weights(model: nn.Module, depth: int) -> None:
+    """GPT-2's initialisation: linear and embedding weights N(0, 0.02), biases 0, residual projections (``proj`` /
+    ``down``) N(0, 0.02 / sqrt(2 depth)); then the output ``head`` zeroed (uniform predictions at the start)."""
+
+    def init(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    model.apply(init)
+    for name, parameter in model.named_parameters():
+        if name.endswith("proj.weight") or name.endswith("down.weight"):
+            nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * depth))
+    nn.init.zeros_(model.head.weight)

@@ -16,7 +16,6 @@ model gets its position from the length of its prefix; a bidirectional one does 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -25,7 +24,7 @@ from torch import nn
 
 from semtok.errors import SemtokError
 from semtok.generators.ar import ARConfig, Block, RMSNorm, rotary_tables
-from semtok.generators.conditioning import TextPrefix, condition_prefix
+from semtok.generators.conditioning import ConditionedModel, TextPrefix, init_transformer_weights
 from semtok.hub.pretrained import PretrainedModel
 
 
@@ -40,7 +39,7 @@ class MaskedConfig(ARConfig):
         return self.vocab_size
 
 
-class MaskedTransformer(nn.Module, PretrainedModel):
+class MaskedTransformer(ConditionedModel, nn.Module, PretrainedModel):
     """Bidirectional transformer over ``[class] + image tokens``; see the module docstring.
 
     ``forward(ids_BN, labels_B)``: ids are ints in ``[0, vocab_size]`` (``vocab_size`` = the mask token), labels ints
@@ -72,33 +71,8 @@ class MaskedTransformer(nn.Module, PretrainedModel):
         cos, sin = rotary_tables(length, config.head_dim, config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        self.apply(self._init_weights)
-        for name, parameter in self.named_parameters():  # GPT-2's scaled init of residual projections
-            if name.endswith("proj.weight") or name.endswith("down.weight"):
-                nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * config.depth))
+        init_transformer_weights(self, config.depth)
         nn.init.normal_(self.pos_embed, std=0.02)
-        nn.init.zeros_(self.head.weight)  # start from uniform predictions
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def prefix(
-        self,
-        labels_B: torch.Tensor | None = None,
-        text: tuple[torch.Tensor, torch.Tensor] | None = None,
-        dropped_B: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The condition's input embeddings [B, prefix_len, C] (see :func:`conditioning.condition_prefix`)."""
-        return condition_prefix(self, labels_B, text, dropped_B)
 
     def forward(
         self,
