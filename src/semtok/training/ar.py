@@ -6,9 +6,10 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 from semtok.data.token_file import TokenDataset
 from semtok.errors import SemtokError
@@ -63,15 +64,22 @@ def drop_labels(labels_B: torch.Tensor, null_class: int, p: float) -> torch.Tens
     return torch.where(drop, torch.full_like(labels_B, null_class), labels_B)
 
 
+def token_batches(dataset: TokenDataset, batch_size: int, device: torch.device):  # noqa: ANN201 (a generator)
+    """The data set in order as (ids [b, N] int64, labels [b] int64) batches on ``device``."""
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+        yield (
+            torch.stack([ids for ids, _ in items]).to(device),
+            torch.tensor([label for _, label in items], device=device),
+        )
+
+
 @torch.no_grad()
 def token_nll(model: ARTransformer, dataset: TokenDataset, batch_size: int, device: torch.device) -> float:
     """Mean negative log-likelihood (nats per token) of a token data set under the (conditional) model."""
     total, count = 0.0, 0
     model.eval()
-    for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
-        ids = torch.stack([ids for ids, _ in items]).to(device)
-        labels = torch.tensor([label for _, label in items], device=device)
+    for ids, labels in token_batches(dataset, batch_size, device):
         loss = next_token_loss(model(ids, labels), ids)
         total += float(loss) * ids.numel()
         count += ids.numel()
@@ -93,8 +101,13 @@ def open_tokens(path: str, what: str, like: tuple[TokenDataset, str] | None = No
 
 
 class ARStage(Stage):
+    """Trains a proposal network on a token file. The masked stage (:mod:`semtok.training.nar`) is this one with
+    another ``model_class``, ``step`` and ``val_fields``."""
+
     config_class = ARRunConfig
     folder = "ar"
+    model_class: ClassVar[type] = ARTransformer
+    train_loss_key: ClassVar[str] = "loss/train_nll"
 
     def setup(self, engine: Engine) -> Setup:
         data = self.config.data
@@ -106,12 +119,12 @@ class ARStage(Stage):
         if data.val_tokens:
             self.val_set = open_tokens(data.val_tokens, "data.val_tokens", like=(self.train_set, data.tokens))
             self.val_set.null_label = model.null_class
-        self.model = ARTransformer(model)
+        self.model = self.model_class(model)
         return Setup(
             train_set=self.train_set,
             modules={"model": self.model},
             optimizers={"model": build_optimizer(self.model, self.config.train)},
-            progress=("loss/train_nll",),
+            progress=(self.train_loss_key,),
         )
 
     def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
@@ -124,14 +137,16 @@ class ARStage(Stage):
         engine.optimize("model", loss)
         return {"loss/train_nll": loss.detach()}
 
-    def finish(self, engine: Engine) -> tuple[ARTransformer, dict[str, Any]]:
+    def val_fields(self, engine: Engine) -> dict[str, Any]:
+        """Summary fields of the val token set (logged too)."""
+        nll = token_nll(self.model, self.val_set, self.config.train.batch_size, engine.device)
+        engine.log(engine.step_index, {"loss/val_nll": nll})
+        return {"val_nll": nll, "val_perplexity": math.exp(nll)}
+
+    def finish(self, engine: Engine) -> tuple[nn.Module, dict[str, Any]]:
         fields: dict[str, Any] = {"parameters": self.model.num_parameters()}
         if self.val_set is not None:
-            fields["val_nll"] = token_nll(
-                self.model, self.val_set, self.config.train.batch_size, engine.device
-            )
-            fields["val_perplexity"] = math.exp(fields["val_nll"])
-            engine.log(engine.step_index, {"loss/val_nll": fields["val_nll"]})
+            fields.update(self.val_fields(engine))
         manifest = self.train_set.manifest
         self.model.info = {
             "tokenizer": manifest["tokenizer"]["path"],

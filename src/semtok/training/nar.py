@@ -9,10 +9,8 @@ which the engine checkpoints, so a resumed run is the uninterrupted one.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,10 +19,9 @@ from semtok.data.token_file import TokenDataset
 from semtok.errors import SemtokError
 from semtok.generators.masked import MaskedConfig, MaskedTransformer
 from semtok.losses.next_token import masked_token_loss
-from semtok.training.ar import ARDataConfig, drop_labels, filled_from_tokens, open_tokens
+from semtok.training.ar import ARDataConfig, ARStage, drop_labels, token_batches
 from semtok.training.config import TrainConfig
-from semtok.training.engine import Engine, Setup, Stage
-from semtok.training.optim import build_optimizer
+from semtok.training.engine import Engine
 
 
 @dataclass
@@ -92,10 +89,7 @@ def masked_nll(
     total, count = 0.0, 0
     model.eval()
     try:
-        for start in range(0, len(dataset), batch_size):
-            items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
-            ids = torch.stack([ids for ids, _ in items]).flatten(1).to(device)
-            labels = torch.tensor([label for _, label in items], device=device)
+        for ids, labels in token_batches(dataset, batch_size, device):
             masked = random_mask(ids, mask_ratios(ids.shape[0], masking, device))
             inputs = ids.masked_fill(masked, model.config.mask_id)
             loss = masked_token_loss(model(inputs, labels), ids, masked)
@@ -106,30 +100,16 @@ def masked_nll(
     return total / max(count, 1)
 
 
-class NARStage(Stage):
+class NARStage(ARStage):
+    """The AR stage's data, model set-up and provenance, with the masked model, loss and val score."""
+
     config_class = NARRunConfig
     folder = "nar"
-
-    def setup(self, engine: Engine) -> Setup:
-        data = self.config.data
-        self.train_set = open_tokens(data.tokens, "data.tokens")
-        model = filled_from_tokens(self.config.model, self.train_set.manifest, data.tokens)
-        self.config = dataclasses.replace(self.config, model=model)
-        self.train_set.null_label = model.null_class
-        self.val_set = None
-        if data.val_tokens:
-            self.val_set = open_tokens(data.val_tokens, "data.val_tokens", like=(self.train_set, data.tokens))
-            self.val_set.null_label = model.null_class
-        self.model = MaskedTransformer(model)
-        return Setup(
-            train_set=self.train_set,
-            modules={"model": self.model},
-            optimizers={"model": build_optimizer(self.model, self.config.train)},
-            progress=("loss/train_masked_ce",),
-        )
+    model_class = MaskedTransformer
+    train_loss_key = "loss/train_masked_ce"
 
     def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
-        ids, labels = batch[0].to(engine.device).flatten(1), batch[1].to(engine.device)
+        ids, labels = batch[0].to(engine.device), batch[1].to(engine.device)
         model, masking = self.config.model, self.config.masking
         labels = drop_labels(labels, model.null_class, model.class_dropout)
         masked = random_mask(ids, mask_ratios(ids.shape[0], masking, ids.device))
@@ -140,21 +120,10 @@ class NARStage(Stage):
         engine.optimize("model", loss)
         return {"loss/train_masked_ce": loss.detach(), "mask_ratio": masked.float().mean()}
 
-    def finish(self, engine: Engine) -> tuple[MaskedTransformer, dict[str, Any]]:
-        fields: dict[str, Any] = {"parameters": self.model.num_parameters()}
-        if self.val_set is not None:
-            batch = self.config.train.batch_size
-            fields["val_masked_nll"] = masked_nll(self.model, self.val_set, self.config.masking, batch)
-            engine.log(engine.step_index, {"loss/val_masked_nll": fields["val_masked_nll"]})
-        manifest = self.train_set.manifest
-        self.model.info = {
-            "tokenizer": manifest["tokenizer"]["path"],
-            "tokenizer_kind": manifest["tokenizer"]["kind"],
-            "tokens": str(Path(self.config.data.tokens).resolve()),
-            "data": manifest.get("data", {}),
-            "class_names": manifest.get("class_names", []),
-        }
-        return self.model, {**fields, "tokenizer": self.model.info["tokenizer"]}
+    def val_fields(self, engine: Engine) -> dict[str, Any]:
+        nll = masked_nll(self.model, self.val_set, self.config.masking, self.config.train.batch_size)
+        engine.log(engine.step_index, {"loss/val_masked_nll": nll})
+        return {"val_masked_nll": nll}
 
     def summary_lines(self, summary: dict[str, Any]) -> list[str]:
         val = f", val masked NLL {summary['val_masked_nll']:.4f}" if "val_masked_nll" in summary else ""
