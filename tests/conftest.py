@@ -61,3 +61,18 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_vqkd_overrides(image_folder: Path) -> list[str]:
     return [*TINY_VQKD, f"data.dataset={image_folder}"]
+
+
+def pattern_tokens(path: Path, rows: int = 64) -> tuple[Path, torch.Tensor]:
+    """A token file of two classes, each always the same 8-token grid (2 x 4, 16 codes): a proposal network that
+    learned them regenerates them. Returns (manifest, the two sequences [2, 8])."""
+    from semtok.data.token_file import write_token_file
+
+    sequences = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]])
+    labels = torch.arange(rows) % 2
+    meta = {
+        "tokenizer": {"path": "", "kind": "none", "config": {}},
+        "num_classes": 2,
+        "class_names": ["a", "b"],
+    }
+    return write_token_file(path, sequences[labels].view(rows, 2, 4), labels, 16, meta), sequences

@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import pattern_tokens
 from semtok.cli import main
 from semtok.config import load_config
-from semtok.data.token_file import read_token_file, write_token_file
+from semtok.data.token_file import read_token_file
 from semtok.errors import SemtokError
 from semtok.generators import ARConfig, ARTransformer, SamplingConfig, generate, sample_logits
 from semtok.generators.sampler import Sampler
@@ -111,19 +112,6 @@ def test_bad_sampling_settings_and_labels():
         SamplingConfig(top_p=0.0)
     with pytest.raises(SemtokError, match="class"):
         generate(random_model("llama"), torch.tensor([7]))
-
-
-def pattern_tokens(path, rows: int = 64):
-    """Two classes, each always the same 8-token sequence: a model that learned them reproduces them greedily."""
-    sequences = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]])
-    labels = torch.arange(rows) % 2
-    ids = sequences[labels].view(rows, 2, 4)
-    meta = {
-        "tokenizer": {"path": "", "kind": "none", "config": {}},
-        "num_classes": 2,
-        "class_names": ["a", "b"],
-    }
-    return write_token_file(path, ids, labels, 16, meta), sequences
 
 
 @pytest.mark.slow

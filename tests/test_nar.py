@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import pattern_tokens
 from semtok.config import load_config
-from semtok.data.token_file import write_token_file
 from semtok.errors import SemtokError
 from semtok.generators.masked import MaskedConfig, MaskedTransformer
 from semtok.generators.masked_sampling import MASK_SCHEDULES, generate_masked, masked_counts
@@ -140,18 +140,6 @@ def test_guidance_scale_zero_is_unconditional():
     conditional = generate_masked(model, labels, SamplingConfig(**plain, cfg_scale=1.0), seed=1)
     assert torch.equal(guided, uncond)
     assert not torch.equal(conditional, uncond)
-
-
-def pattern_tokens(path, rows: int = 64):
-    """Two classes, each always the same 8-token grid: a model that learned them regenerates them."""
-    grids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]])
-    labels = torch.arange(rows) % 2
-    meta = {
-        "tokenizer": {"path": "", "kind": "none", "config": {}},
-        "num_classes": 2,
-        "class_names": ["a", "b"],
-    }
-    return write_token_file(path, grids[labels].view(rows, 2, 4), labels, 16, meta), grids
 
 
 @pytest.mark.slow

@@ -96,11 +96,12 @@ def load_sampler(path: str | Path, tokenizer: str | Path | None = None) -> Sampl
 def _sampling(kind: str, **settings: Any) -> SamplingConfig:
     """The :class:`SamplingConfig` of the keyword arguments of :func:`sample` / :func:`evaluate`; a masked-only
     setting away from its default is refused for an AR model (``kind`` "ar")."""
+    from semtok.cli.checks import MASKED_ONLY
     from semtok.generators.sampling import SamplingConfig
 
     defaults = SamplingConfig()
     if kind == "ar":
-        for name in ("steps", "schedule", "choice_temperature", "cfg_ramp"):
+        for name in MASKED_ONLY:
             if settings[name] != getattr(defaults, name):
                 raise SemtokError(f"{name}={settings[name]!r} applies to masked models, not to an AR model")
     return SamplingConfig(**settings)
