@@ -286,3 +286,21 @@ def sampling_fields(args: argparse.Namespace) -> dict[str, object]:
         "choice_temperature": args.choice_temperature,
         "cfg_ramp": args.cfg_ramp,
     }
+
+
+def prompt_list(prompts: list[str] | None, prompts_file: str | None) -> list[str] | None:
+    """The prompts of ``--prompt`` (repeated) or ``--prompts FILE`` (one per line, blank lines skipped); None when
+    neither was given."""
+    if prompts_file is None:
+        return prompts
+    path = input_file(prompts_file, "--prompts", "prompts file")
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError:
+        raise SemtokError(
+            f"--prompts '{prompts_file}': expected a UTF-8 text file, one prompt per line"
+        ) from None
+    lines = [line for line in lines if line]
+    if not lines:
+        raise SemtokError(f"--prompts '{prompts_file}': no prompts in the file (expected one per line)")
+    return lines

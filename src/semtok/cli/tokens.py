@@ -42,6 +42,16 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     which.add_argument(
         "--all-classes", action="store_true", help="a grid with one row of --n samples per class"
     )
+    which.add_argument(
+        "--prompt",
+        action="append",
+        dest="prompts",
+        metavar="TEXT",
+        help="text models: a prompt, --n samples each (repeatable)",
+    )
+    which.add_argument(
+        "--prompts", dest="prompts_file", metavar="FILE", help="text models: a file of prompts, one per line"
+    )
     sample.add_argument(
         "--n", type=int, default=16, help="samples (per class with --all-classes; default 16)"
     )
@@ -118,8 +128,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from semtok.generators.sampling import SamplingConfig
     from semtok.visual.provenance import write_samples
 
+    prompts = checks.prompt_list(args.prompts, args.prompts_file)
     sampling = SamplingConfig(**checks.sampling_fields(args))
     sampler = Sampler(args.path, args.tokenizer)
+    if sampler.is_text != (prompts is not None):
+        if sampler.is_text:
+            raise SemtokError(
+                f"'{args.path}' is a text model: give --prompt TEXT or --prompts FILE, not classes"
+            )
+        raise SemtokError(f"--prompt / --prompts: '{args.path}' is class-conditional (give --class N)")
+    if prompts is not None:
+        path = write_samples(
+            sampler,
+            None,
+            args.out,
+            sampling,
+            args.seed,
+            args.n,
+            args.batch_size,
+            args.images,
+            not args.no_progress,
+            prompts=[prompt for prompt in prompts for _ in range(args.n)],
+        )
+        count = len(prompts) * args.n
+        print(f"samples: {path} ({count} images; provenance in {path.with_suffix('.json')})")
+        return 0
     if args.all_classes:
         classes = range(max(sampler.num_classes, 1))
         labels = torch.tensor([c for c in classes for _ in range(args.n)])

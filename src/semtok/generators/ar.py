@@ -2,8 +2,9 @@
 
 Sequence: ``[class] + image tokens in raster order``. The class embedding is the first input; the model predicts
 image token ``t`` from the class and tokens ``< t``. A text-conditional model (``text_dim`` > 0) has a prefix of
-``text_len`` projected text-encoder states instead of the class (:mod:`semtok.generators.conditioning`). Class ``num_classes`` is the *null* class used for
-classifier-free guidance (labels are dropped to it with probability ``class_dropout`` during training).
+``text_len`` projected text-encoder states instead of the class (:mod:`semtok.generators.conditioning`).
+Class ``num_classes`` is the *null* class used for classifier-free guidance (labels are dropped to it with
+probability ``class_dropout`` during training; a text model drops captions to its null prefix likewise).
 
 Two styles (``ARConfig.style``):
 - ``llama`` (default, as LlamaGen): RMSNorm, SwiGLU MLP, rotary position embeddings (1-D, raster order), no biases;
@@ -57,10 +58,13 @@ class ARConfig:
     mlp_ratio: float = 4.0  # llama: SwiGLU hidden = 2/3 * mlp_ratio * width, rounded up to a multiple of 64
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
-    text_dim: int = (
-        0  # > 0: text-conditional, a prefix of text_len projected text-encoder states (conditioning.py)
-    )
+    # Text conditioning (conditioning.py): text_dim > 0 makes a text model, a prefix of text_len projected states of
+    # the frozen text encoder `text_encoder` (a semtok.text registry name) loaded from `text_encoder_weights` ("" =
+    # the registry's default). Training fills text_dim from the encoder; class_dropout is then the caption dropout.
+    text_dim: int = 0
     text_len: int = 0  # prefix positions of a text model (LlamaGen: 120)
+    text_encoder: str = ""
+    text_encoder_weights: str = ""
 
     def __post_init__(self) -> None:
         if self.size not in AR_SIZES:
@@ -78,9 +82,15 @@ class ARConfig:
             )
         if not 0.0 <= self.class_dropout < 1.0:
             raise SemtokError(f"config key 'model.class_dropout': expected [0, 1), got {self.class_dropout}")
-        if (self.text_dim > 0) != (self.text_len > 0) or min(self.text_dim, self.text_len) < 0:
+        text_len_alone = self.text_len > 0 and not self.text_dim and not self.text_encoder
+        if (
+            (self.text_dim > 0 and self.text_len <= 0)
+            or text_len_alone
+            or min(self.text_dim, self.text_len) < 0
+        ):
             raise SemtokError(
-                "config keys 'model.text_dim' / 'model.text_len': both > 0 (text-conditional) or both 0 (class)"
+                "config keys 'model.text_dim' / 'model.text_len': both > 0 (text-conditional) or both 0 (class); "
+                "with 'model.text_encoder' set, text_dim comes from the encoder"
             )
 
     @property

@@ -21,7 +21,8 @@ class TextPrefix(nn.Module):
     """``forward(embeddings_BLC, mask_BL, dropped_B)`` -> the prefix ``[B, text_len, width]``.
 
     ``embeddings_BLC`` float ``[B, L, text_dim]``, ``mask_BL`` bool (True = a real token), ``dropped_B`` bool or None
-    (True = use the null prefix for that row).
+    (True = use the null prefix for that row). A row without any real token (an empty prompt) gets the null prefix
+    too, so an empty prompt samples unconditionally.
     """
 
     def __init__(self, text_dim: int, width: int, text_len: int) -> None:
@@ -48,9 +49,9 @@ class TextPrefix(nn.Module):
             mask_BL = torch.cat([mask_BL, mask_BL.new_zeros(batch, fill)], 1)
         prefix = self.proj(embeddings_BLC.to(self.pad.dtype))  # (proj may be a PackedLinear: no .weight)
         prefix = torch.where(mask_BL[..., None], prefix, self.pad.to(prefix.dtype))
-        if dropped_B is not None:
-            prefix = torch.where(dropped_B.bool()[:, None, None], self.null.to(prefix.dtype)[None], prefix)
-        return prefix
+        empty_B = ~mask_BL.any(dim=1)  # no real token (an empty prompt): the unconditional prefix
+        dropped_B = empty_B if dropped_B is None else dropped_B.bool() | empty_B
+        return torch.where(dropped_B[:, None, None], self.null.to(prefix.dtype)[None], prefix)
 
 
 class ConditionedModel:

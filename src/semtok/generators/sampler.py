@@ -2,8 +2,9 @@
 tokens -> images.
 
 ``Sampler(path).sample(labels, settings, seed)`` gives images and ids, whichever family the run or model folder
-holds (``sampler.family``: ``"ar"`` or ``"masked"``); ``provenance`` is what every sample file records
-(:mod:`semtok.visual.provenance` writes them).
+holds (``sampler.family``: ``"ar"`` or ``"masked"``); a text model (``sampler.is_text``) takes
+``sample(prompts=[...])`` instead of labels and encodes them with the text encoder its config records.
+``provenance`` is what every sample file records (:mod:`semtok.visual.provenance` writes them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from semtok.generators.masked_sampling import generate_masked
 from semtok.generators.sampling import SamplingConfig, generate
 from semtok.hub.files import CONFIG_FILE, WEIGHTS_FILE
 from semtok.hub.pretrained import read_model_config, resolve_model_dir
+from semtok.text.base import TextEncoder
+from semtok.text.registry import build_text_encoder
 from semtok.tokenizers.base import Tokenizer, has_pixel_decoder
 
 # model kind (config.json) -> (class, family name); a run folder holds the model in the class's run_folder.
@@ -81,6 +84,7 @@ class Sampler:
             raise SemtokError(
                 f"tokenizer '{self.tokenizer_dir}' has no pixel decoder: train one with `semtok train decoder`"
             )
+        self._text_encoder: TextEncoder | None = None
         self.fast_model = pack_for_cpu(self.model)  # same fp32 maths, oneDNN GEMMs on the CPU
         digest = hashlib.sha256((self.model_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
         self.weights_sha256 = digest[:16]
@@ -98,6 +102,29 @@ class Sampler:
     def class_names(self) -> list[str]:
         return list(self.info.get("class_names") or [])
 
+    @property
+    def is_text(self) -> bool:
+        """Whether the model is text-conditional (sampled from prompts, not class labels)."""
+        return bool(self.model.config.text_dim)
+
+    @property
+    def text_encoder(self) -> TextEncoder:
+        """The frozen text encoder the model was trained with (built on first use)."""
+        config = self.model.config
+        if not self.is_text:
+            raise SemtokError(f"'{self.model_dir}' is class-conditional: it has no text encoder")
+        if not config.text_encoder:
+            raise SemtokError(f"'{self.model_dir}' does not record its text encoder (config 'text_encoder')")
+        if self._text_encoder is None:
+            weights = config.text_encoder_weights or None
+            self._text_encoder = build_text_encoder(config.text_encoder, weights, max_length=config.text_len)
+            if self._text_encoder.dim != config.text_dim:
+                raise SemtokError(
+                    f"text encoder {config.text_encoder} gives {self._text_encoder.dim}-d states, the model "
+                    f"'{self.model_dir}' expects {config.text_dim}"
+                )
+        return self._text_encoder
+
     def check_class(self, label: int) -> None:
         if not 0 <= label < max(self.num_classes, 1) and not (self.num_classes == 0 and label == 0):
             raise SemtokError(f"class label {label}: this model has classes 0..{self.num_classes - 1}")
@@ -105,35 +132,53 @@ class Sampler:
     @torch.inference_mode()
     def sample(
         self,
-        labels_B: torch.Tensor,
-        sampling: SamplingConfig,
+        labels_B: torch.Tensor | None = None,
+        sampling: SamplingConfig | None = None,
         seed: int = 0,
         batch_size: int = 64,
         progress: bool = False,
         record: list[torch.Tensor] | None = None,
+        prompts: list[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images [B, 3, H, W] in [-1, 1], token ids [B, h, w]) for class labels ``labels_B``.
+        """(images [B, 3, H, W] in [-1, 1], token ids [B, h, w]) for class labels ``labels_B`` (int64 [B]) or, for a
+        text model, ``prompts`` (B strings; an empty or blank prompt samples unconditionally, from the null prefix
+        that caption dropout trained).
 
         Batch ``j`` (of ``batch_size`` labels) is drawn with seed ``seed * 1000003 + j``, so a run is reproducible for the
         same labels, seed, batch size and settings. An unconditional model (0 classes) ignores the labels.
         ``record`` (masked models): receives each batch's grid after every decoding step, ``[b, h, w]`` int64 with
         ``-1`` where still masked (:func:`semtok.generators.masked_sampling.generate_masked`).
         """
-        labels_B = torch.as_tensor(labels_B, dtype=torch.long)
-        if self.num_classes == 0:
-            labels_B = torch.zeros_like(labels_B)
+        sampling = sampling or SamplingConfig()
+        if self.is_text:
+            if prompts is None or labels_B is not None:
+                raise SemtokError(f"'{self.model_dir}' is a text model: give prompts, not class labels")
+            conditions: list[Any] = list(prompts)
+        else:
+            if prompts is not None:
+                raise SemtokError(f"'{self.model_dir}' is class-conditional: give class labels, not prompts")
+            labels_B = torch.as_tensor(labels_B, dtype=torch.long)
+            conditions = list(torch.zeros_like(labels_B) if self.num_classes == 0 else labels_B)
         grid = tuple(self.model.config.grid)
         images, ids = [], []
-        for index, start in enumerate(range(0, labels_B.shape[0], batch_size)):
-            chunk = labels_B[start : start + batch_size]
+        for index, start in enumerate(range(0, len(conditions), batch_size)):
+            chunk, text = conditions[start : start + batch_size], None
+            if self.is_text:
+                embeddings, mask = self.text_encoder([prompt or " " for prompt in chunk])
+                empty = torch.tensor([not prompt.strip() for prompt in chunk])
+                text, chunk = (embeddings, mask & ~empty[:, None]), None  # empty: unconditional
+            else:
+                chunk = torch.stack(chunk)
             chunk_seed = seed * 1_000_003 + index
             if self.family == "masked":
                 steps: list[torch.Tensor] | None = [] if record is not None else None
-                tokens = generate_masked(self.fast_model, chunk, sampling, chunk_seed, progress, steps)
+                tokens = generate_masked(self.fast_model, chunk, sampling, chunk_seed, progress, steps, text)
                 if record is not None:
                     record.extend(step.view(-1, *grid) for step in steps)
             else:
-                tokens = generate(self.fast_model, chunk, sampling, seed=chunk_seed, progress=progress)
+                tokens = generate(
+                    self.fast_model, chunk, sampling, seed=chunk_seed, progress=progress, text=text
+                )
             tokens = tokens.view(-1, *grid)
             ids.append(tokens)
             images.append(self.tokenizer.decode(tokens).clamp(-1, 1))
@@ -148,6 +193,7 @@ class Sampler:
         ``"autoregressive"`` (temperature, top_k, top_p, cfg_scale) or ``"masked"`` (those, plus steps, schedule,
         choice_temperature, cfg_ramp)."""
         return {
+            "condition": "text" if self.is_text else "class",
             "tokenizer": str(self.tokenizer_dir.resolve()),
             "tokenizer_kind": self.tokenizer.kind,
             "generator_kind": self.kind,
@@ -159,5 +205,16 @@ class Sampler:
             "seed_rule": "batch j of batch_size labels is drawn with generator seed seed * 1000003 + j",
             "batch_size": batch_size,
             "sampling": dataclasses.asdict(sampling),
+            **self.text_provenance(),
             **fields,
+        }
+
+    def text_provenance(self) -> dict[str, Any]:
+        """The text encoder of a text model as sample files record it (empty for a class model)."""
+        if not self.is_text:
+            return {}
+        config = self.model.config
+        weights = config.text_encoder_weights or "(registry default)"
+        return {
+            "text_encoder": {"name": config.text_encoder, "weights": weights, "text_len": config.text_len}
         }

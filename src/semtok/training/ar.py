@@ -1,4 +1,9 @@
-"""The AR stage: a class-conditional proposal network trained on a token file (next-token cross-entropy)."""
+"""The AR stage: a class- or text-conditional proposal network trained on a token file (next-token cross-entropy).
+
+A text model (``model.text_encoder`` set, `semtok train ar --text-encoder NAME`) reads the token file's captions
+(:mod:`semtok.training.captions`); ``model.text_dim`` comes from the encoder and ``model.text_len`` (0: the encoder's
+limit, at most 120 as LlamaGen) is the prefix length.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from semtok.data.token_file import TokenDataset
 from semtok.errors import SemtokError
 from semtok.generators.ar import ARConfig, ARTransformer
 from semtok.losses.next_token import next_token_loss
+from semtok.training.captions import CaptionCondition
 from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
@@ -65,22 +71,40 @@ def drop_labels(labels_B: torch.Tensor, null_class: int, p: float) -> torch.Tens
 
 
 def token_batches(dataset: TokenDataset, batch_size: int, device: torch.device):  # noqa: ANN201 (a generator)
-    """The data set in order as (ids [b, N] int64, labels [b] int64) batches on ``device``."""
+    """The data set in order as (ids [b, N] int64, labels [b] int64 on ``device``, rows [b] int64) batches."""
     for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+        rows = range(start, min(len(dataset), start + batch_size))
+        items = [dataset[i] for i in rows]
         yield (
             torch.stack([ids for ids, _ in items]).to(device),
             torch.tensor([label for _, label in items], device=device),
+            torch.tensor(list(rows)),
         )
 
 
+def condition_of(
+    labels_B: torch.Tensor, rows_B: torch.Tensor, captions: CaptionCondition | None, device: torch.device
+) -> dict[str, Any]:
+    """The model's condition keywords for a val batch: the labels, or each row's first caption."""
+    if captions is None:
+        return {"labels_B": labels_B}
+    return captions.condition(rows_B, device, pick=False)
+
+
 @torch.no_grad()
-def token_nll(model: ARTransformer, dataset: TokenDataset, batch_size: int, device: torch.device) -> float:
-    """Mean negative log-likelihood (nats per token) of a token data set under the (conditional) model."""
+def token_nll(
+    model: ARTransformer,
+    dataset: TokenDataset,
+    batch_size: int,
+    device: torch.device,
+    captions: CaptionCondition | None = None,
+) -> float:
+    """Mean negative log-likelihood (nats per token) of a token data set under the (conditional) model; a text
+    model is given each row's first caption (``captions`` of ``dataset``)."""
     total, count = 0.0, 0
     model.eval()
-    for ids, labels in token_batches(dataset, batch_size, device):
-        loss = next_token_loss(model(ids, labels), ids)
+    for ids, labels, rows in token_batches(dataset, batch_size, device):
+        loss = next_token_loss(model(ids, **condition_of(labels, rows, captions, device)), ids)
         total += float(loss) * ids.numel()
         count += ids.numel()
     return total / max(count, 1)
@@ -115,10 +139,18 @@ class ARStage(Stage):
         model = filled_from_tokens(self.config.model, self.train_set.manifest, data.tokens)
         self.config = dataclasses.replace(self.config, model=model)
         self.train_set.null_label = model.null_class
+        self.captions = self.val_captions = None
+        if model.text_encoder:
+            self.captions = self.open_captions(data.tokens, engine)
+            text_len = model.text_len or min(self.captions.encoder.max_length, 120)
+            model = dataclasses.replace(model, text_dim=self.captions.dim, text_len=text_len)
+            self.config = dataclasses.replace(self.config, model=model)
         self.val_set = None
         if data.val_tokens:
             self.val_set = open_tokens(data.val_tokens, "data.val_tokens", like=(self.train_set, data.tokens))
             self.val_set.null_label = model.null_class
+            if self.captions is not None:
+                self.val_captions = self.open_captions(data.val_tokens, engine)
         self.model = self.model_class(model)
         return Setup(
             train_set=self.train_set,
@@ -127,19 +159,36 @@ class ARStage(Stage):
             progress=(self.train_loss_key,),
         )
 
-    def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
-        ids, labels = batch[0].to(engine.device), batch[1].to(engine.device)
+    def open_captions(self, path: str, engine: Engine) -> CaptionCondition:
         model = self.config.model
-        labels = drop_labels(labels, model.null_class, model.class_dropout)
+        text_len = model.text_len or 120
+        return CaptionCondition(
+            path, model.text_encoder, model.text_encoder_weights, text_len, engine.show_progress
+        )
+
+    def train_condition(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
+        """The model's condition keywords of a train batch: labels dropped to the null class, or a random caption
+        of each row dropped to the null prefix, each with probability ``model.class_dropout``."""
+        model = self.config.model
+        if self.captions is not None:
+            return self.captions.condition(batch[2], engine.device, model.class_dropout)
+        labels = batch[1].to(engine.device)
+        return {"labels_B": drop_labels(labels, model.null_class, model.class_dropout)}
+
+    def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
+        ids = batch[0].to(engine.device)
+        condition = self.train_condition(batch, engine)
         with engine.accelerator.autocast():
-            logits = engine.modules["model"](ids, labels)
+            logits = engine.modules["model"](ids, **condition)
         loss = next_token_loss(logits.float(), ids)
         engine.optimize("model", loss)
         return {"loss/train_nll": loss.detach()}
 
     def val_fields(self, engine: Engine) -> dict[str, Any]:
         """Summary fields of the val token set (logged too)."""
-        nll = token_nll(self.model, self.val_set, self.config.train.batch_size, engine.device)
+        nll = token_nll(
+            self.model, self.val_set, self.config.train.batch_size, engine.device, self.val_captions
+        )
         engine.log(engine.step_index, {"loss/val_nll": nll})
         return {"val_nll": nll, "val_perplexity": math.exp(nll)}
 
@@ -155,6 +204,8 @@ class ARStage(Stage):
             "data": manifest.get("data", {}),
             "class_names": manifest.get("class_names", []),
         }
+        if self.captions is not None:
+            self.model.info["text_states"] = str(self.captions.states.path.resolve())
         return self.model, {**fields, "tokenizer": self.model.info["tokenizer"]}
 
     def summary_lines(self, summary: dict[str, Any]) -> list[str]:

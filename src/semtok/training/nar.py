@@ -1,4 +1,4 @@
-"""The NAR stage: a class-conditional masked proposal network (MaskGIT / MAGE) trained on a token file.
+"""The NAR stage: a class- or text-conditional masked proposal network (MaskGIT / MAGE) trained on a token file.
 
 Each sample gets its own masking ratio ``r`` from ``masking.schedule``: ``maskgit``, ``r = cos(pi/2 * u)`` with
 ``u ~ U(0, 1)`` (MaskGIT); ``mage``, a Gaussian of mean 0.55 and sd 0.25 truncated to [0.5, 1.0] (MAGE). ``ceil(r *
@@ -19,7 +19,8 @@ from semtok.data.token_file import TokenDataset
 from semtok.errors import SemtokError
 from semtok.generators.masked import MaskedConfig, MaskedTransformer
 from semtok.losses.next_token import masked_token_loss
-from semtok.training.ar import ARDataConfig, ARStage, drop_labels, token_batches
+from semtok.training.ar import ARDataConfig, ARStage, condition_of, token_batches
+from semtok.training.captions import CaptionCondition
 from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine
 
@@ -79,9 +80,15 @@ def random_mask(ids_BN: torch.Tensor, ratios_B: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def masked_nll(
-    model: MaskedTransformer, dataset: TokenDataset, masking: MaskingConfig, batch_size: int, seed: int = 0
+    model: MaskedTransformer,
+    dataset: TokenDataset,
+    masking: MaskingConfig,
+    batch_size: int,
+    seed: int = 0,
+    captions: CaptionCondition | None = None,
 ) -> float:
-    """Mean cross-entropy (nats per masked token, no smoothing) of a token set under masks drawn with ``seed``."""
+    """Mean cross-entropy (nats per masked token, no smoothing) of a token set under masks drawn with ``seed``; a
+    text model is given each row's first caption (``captions`` of ``dataset``)."""
     device = model.class_embed.weight.device
     generator = torch.Generator().manual_seed(seed)
     state = torch.get_rng_state()
@@ -89,10 +96,11 @@ def masked_nll(
     total, count = 0.0, 0
     model.eval()
     try:
-        for ids, labels in token_batches(dataset, batch_size, device):
+        for ids, labels, rows in token_batches(dataset, batch_size, device):
             masked = random_mask(ids, mask_ratios(ids.shape[0], masking, device))
             inputs = ids.masked_fill(masked, model.config.mask_id)
-            loss = masked_token_loss(model(inputs, labels), ids, masked)
+            condition = condition_of(labels, rows, captions, device)
+            loss = masked_token_loss(model(inputs, **condition), ids, masked)
             total += float(loss) * int(masked.sum())
             count += int(masked.sum())
     finally:
@@ -109,19 +117,25 @@ class NARStage(ARStage):
     train_loss_key = "loss/train_masked_ce"
 
     def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
-        ids, labels = batch[0].to(engine.device), batch[1].to(engine.device)
+        ids = batch[0].to(engine.device)
         model, masking = self.config.model, self.config.masking
-        labels = drop_labels(labels, model.null_class, model.class_dropout)
+        condition = self.train_condition(batch, engine)
         masked = random_mask(ids, mask_ratios(ids.shape[0], masking, ids.device))
         inputs = ids.masked_fill(masked, model.mask_id)
         with engine.accelerator.autocast():
-            logits = engine.modules["model"](inputs, labels)
+            logits = engine.modules["model"](inputs, **condition)
         loss = masked_token_loss(logits.float(), ids, masked, masking.label_smoothing)
         engine.optimize("model", loss)
         return {"loss/train_masked_ce": loss.detach(), "mask_ratio": masked.float().mean()}
 
     def val_fields(self, engine: Engine) -> dict[str, Any]:
-        nll = masked_nll(self.model, self.val_set, self.config.masking, self.config.train.batch_size)
+        nll = masked_nll(
+            self.model,
+            self.val_set,
+            self.config.masking,
+            self.config.train.batch_size,
+            captions=self.val_captions,
+        )
         engine.log(engine.step_index, {"loss/val_masked_nll": nll})
         return {"val_masked_nll": nll}
 

@@ -39,6 +39,14 @@ class StageSpec:
 
 
 _PIXEL = "semtok.training.pixel"
+# A text model: the token file's captions encoded by a frozen text encoder (semtok.training.captions).
+TEXT_OPTIONS = (
+    Option(
+        "--text-encoder", "model.text_encoder", "text encoder (minilm-l6, clip-text-b16, t5): a text model"
+    ),
+    Option("--text-encoder-weights", "model.text_encoder_weights", "its local weights / hub name"),
+)
+
 STAGES: dict[str, StageSpec] = {
     "vqkd": StageSpec(
         "semtok.training.vqkd",
@@ -85,22 +93,24 @@ STAGES: dict[str, StageSpec] = {
         "semtok.training.ar",
         "ARStage",
         "ar-mnist",
-        "train a class-conditional AR proposal network on a token file",
+        "train a class- or text-conditional AR proposal network on a token file",
         inputs="tokens",
         options=(
             Option("--tokens", "data.tokens", "train token file from `semtok tokenize`", required=True),
             Option("--val-tokens", "data.val_tokens", "val token file: val NLL at the end"),
+            *TEXT_OPTIONS,
         ),
     ),
     "nar": StageSpec(
         "semtok.training.nar",
         "NARStage",
         "nar-mnist",
-        "train a class-conditional masked (MaskGIT / MAGE) proposal network on a token file",
+        "train a class- or text-conditional masked (MaskGIT / MAGE) proposal network on a token file",
         inputs="tokens",
         options=(
             Option("--tokens", "data.tokens", "train token file from `semtok tokenize`", required=True),
             Option("--val-tokens", "data.val_tokens", "val token file: val masked NLL at the end"),
+            *TEXT_OPTIONS,
         ),
     ),
 }

@@ -60,10 +60,16 @@ def write_samples(
     batch_size: int = 64,
     images_dir: str | Path | None = None,
     progress: bool = False,
+    prompts: list[str] | None = None,
 ) -> Path:
-    """Sample one image per label, save the grid to ``out`` (rows of ``per_row``), and with ``images_dir`` every
-    image as its own PNG (``NNNNN_classC.png``), each recording its class, index and the shared provenance."""
-    images, _ = sampler.sample(labels_B, sampling, seed, batch_size, progress)
+    """Sample one image per label (or per prompt, for a text model: ``labels_B`` None), save the grid to ``out``
+    (rows of ``per_row``), and with ``images_dir`` every image as its own PNG (``NNNNN_classC.png`` /
+    ``NNNNN_prompt.png``), each recording its class or prompt, index and the shared provenance."""
+    images, _ = sampler.sample(labels_B, sampling, seed, batch_size, progress, prompts=prompts)
+    if prompts is not None:
+        return _write_prompt_samples(
+            sampler, images, prompts, out, sampling, seed, per_row, batch_size, images_dir
+        )
     labels = [int(v) for v in labels_B]
     names = sampler.class_names
     provenance = sampler.provenance(
@@ -82,4 +88,30 @@ def write_samples(
             save_png(
                 image[None], Path(images_dir) / f"{index:05d}_class{label}.png", single, 1, sidecar=False
             )
+    return path
+
+
+def _write_prompt_samples(
+    sampler: Sampler,
+    images: torch.Tensor,
+    prompts: list[str],
+    out: str | Path,
+    sampling: SamplingConfig,
+    seed: int,
+    per_row: int,
+    batch_size: int,
+    images_dir: str | Path | None,
+) -> Path:
+    provenance = sampler.provenance(
+        sampling,
+        seed,
+        batch_size,
+        prompts=prompts,
+        layout=f"row-major grid, {per_row} per row, in the order of 'prompts'",
+    )
+    path = save_png(images, out, provenance, per_row=per_row)
+    if images_dir is not None:
+        for index, (image, prompt) in enumerate(zip(images, prompts, strict=True)):
+            single = {**provenance, "prompts": [prompt], "index": index, "layout": "one image"}
+            save_png(image[None], Path(images_dir) / f"{index:05d}_prompt.png", single, 1, sidecar=False)
     return path
