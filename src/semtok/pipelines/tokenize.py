@@ -45,7 +45,8 @@ def tokenize_dataset(
     folder or a tokenizer folder. Read the result with :func:`semtok.load_tokens`. A captioned data set also
     writes ``OUT.captions.json`` (one list of str per row; read it with
     :func:`semtok.data.token_captions.read_token_captions`), named by the manifest's ``captions_file``; its
-    ``data.captions`` records ``{"images": N, "captions": the captions of the N images}`` (one view's worth).
+    ``data.captions`` records ``{"images": N, "captions": the captions of the N images}`` (one view's worth), plus
+    the data set's ``caption_report`` counts (images without captions, captions without images) when it has one.
     """
     from semtok.hub.pretrained import resolve_model_dir
     from semtok.tokenizers.base import Tokenizer
