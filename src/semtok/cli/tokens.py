@@ -12,7 +12,11 @@ from semtok.errors import SemtokError
 def add_parsers(verbs: argparse._SubParsersAction) -> None:
     tokenize = verbs.add_parser("tokenize", help="token ids of a data set to .npy + JSON manifest")
     tokenize.add_argument("path", help="run folder or tokenizer folder")
-    tokenize.add_argument("--data", required=True, help="'mnist5k' or an image folder")
+    tokenize.add_argument(
+        "--data",
+        required=True,
+        help="'mnist5k', 'mnist5k-captioned' or an image folder (a COCO root or a captions.jsonl folder: captions)",
+    )
     tokenize.add_argument("--split", default="train", choices=["train", "val"])
     tokenize.add_argument("--batch-size", type=int, default=128)
     tokenize.add_argument(
@@ -107,8 +111,14 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    ids, _, _ = read_token_file(manifest)
+    ids, _, info = read_token_file(manifest)
     print(f"tokens: {ids.shape[0]} rows x {list(ids.shape[1:])} ({args.views} view(s)) -> {manifest}")
+    carried = info.get("data", {}).get("captions")
+    if carried is not None:
+        print(
+            f"captions: {carried['captions']} captions of {carried['images']} images carried, one list per row "
+            f"-> {manifest.parent / info['captions_file']}"
+        )
     return 0
 
 

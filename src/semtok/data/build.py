@@ -7,6 +7,10 @@ variant for text-to-image, :mod:`semtok.data.captioned_mnist`) or a directory:
 - otherwise: the whole folder is scanned and split deterministically, 10% val (``val_fraction``), at least one
   val image, stratified by class, ranked by a hash of each file's relative path and ``split_seed`` (see
   ``split_samples``). The split does not depend on the training ``seed``, so val stays the same across runs.
+Captioned folders (:mod:`semtok.data.captioned_folder`, checked first): an MS-COCO root (holding
+``annotations/captions_train2017.json``: train2017/ with all captions, val2017/ with the lowest-id caption) and a
+folder with ``captions.jsonl`` at its top level (unlabelled, split as a flat folder). Every captioned data set has
+``captions_of(index) -> list[str]``.
 Augmentation (``augment``) applies to the train split only; val always gets the deterministic val transform.
 """
 
@@ -15,9 +19,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from semtok.data.captioned_folder import CaptionedImageFolder, caption_layout, coco_scan, jsonl_scan
 from semtok.data.captioned_mnist import CaptionedMNIST
 from semtok.data.folder import ImageFolderDataset
-from semtok.data.folder_scan import find_class_names, scan_image_folder, split_samples
+from semtok.data.folder_scan import FolderScan, find_class_names, scan_image_folder, split_samples
 from semtok.data.mnist import MNIST5k
 from semtok.data.transforms import build_transform
 from semtok.errors import SemtokError
@@ -36,7 +41,7 @@ def build_dataset(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     check_headers: bool = True,
-) -> MNIST5k | CaptionedMNIST | ImageFolderDataset:
+) -> MNIST5k | CaptionedMNIST | ImageFolderDataset | CaptionedImageFolder:
     """The ``split`` ("train" / "val") of data set ``spec`` with images ``[3, image_size, image_size]`` in [-1, 1].
 
     ``augment``: "none" | "crop_flip" (RandomResizedCrop(scale=crop_scale) + flip) | "flip" | "crop" (the crop
@@ -63,6 +68,14 @@ def build_dataset(
     root = Path(spec).expanduser()
     if not root.is_dir():
         raise SemtokError(f"dataset {str(spec)!r}: expected 'mnist5k' or an existing directory")
+    layout = caption_layout(root)
+    if layout == "coco":
+        captioned = coco_scan(root, split, check_headers=check_headers)
+        return CaptionedImageFolder(captioned, image_size, transform, seed=seed, split=f"{split}, COCO")
+    if layout == "jsonl":
+        captioned = jsonl_scan(root, check_headers=check_headers)
+        indices, label = _flat_split(captioned.scan, split, val_fraction, split_seed)
+        return CaptionedImageFolder(captioned, image_size, transform, seed=seed, indices=indices, split=label)
     train_dir = root / "train"
     val_dir = next((root / name for name in ("val", "validation") if (root / name).is_dir()), None)
     if train_dir.is_dir() and val_dir is not None:
@@ -83,13 +96,12 @@ def build_dataset(
             f"dataset {root}: has {present} but not both train/ and val/; add the other or rename it"
         )
     scan = scan_image_folder(root, check_headers=check_headers)
+    indices, label = _flat_split(scan, split, val_fraction, split_seed)
+    return ImageFolderDataset.from_scan(scan, image_size, transform, seed=seed, indices=indices, split=label)
+
+
+def _flat_split(scan: FolderScan, split: str, val_fraction: float, split_seed: int) -> tuple[list[int], str]:
+    """The indices of ``split`` in the deterministic split of a flat folder's scan, and its describe() label."""
     train_indices, val_indices = split_samples(scan, val_fraction=val_fraction, seed=split_seed)
     indices = train_indices if split == "train" else val_indices
-    return ImageFolderDataset.from_scan(
-        scan,
-        image_size,
-        transform,
-        seed=seed,
-        indices=indices,
-        split=f"{split}, {len(indices)} of {len(scan.samples)}",
-    )
+    return indices, f"{split}, {len(indices)} of {len(scan.samples)}"

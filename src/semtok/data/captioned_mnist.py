@@ -134,6 +134,10 @@ class CaptionedMNIST(Dataset):
     def labels(self) -> torch.Tensor:
         return self._labels
 
+    def captions_of(self, index: int) -> list[str]:
+        """The captions of item ``index``: ``[self.captions[index]]`` (every captioned data set has this method)."""
+        return [self.captions[checked_index(index, len(self.indices))]]
+
     def held_out(self, index: int) -> bool:
         """Whether item ``index`` shows a (digit, colour) pair that the train split never shows."""
         attributes = self.attributes[index]

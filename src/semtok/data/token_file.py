@@ -6,7 +6,9 @@ Format (``NAME.npy`` + ``NAME.json`` + ``NAME.labels.npy``):
 - ``NAME.labels.npy``: int64 ``[N]`` class labels (-1 where the data set has none).
 - ``NAME.json``: ``{"format": "semtok-tokens", "version": 1, "ids_file", "labels_file", "num_images", "grid": [h, w],
   "num_codes", "dtype", "tokenizer": {"path", "kind", "config"}, "data": {"dataset", "split", "image_size",
-  "augment"}, "num_classes", "class_names"}``.
+  "augment"}, "num_classes", "class_names"}``, and optionally ``"captions_file": "NAME.captions.json"``.
+- ``NAME.captions.json`` (captioned data sets only): one list of captions per row,
+  :mod:`semtok.data.token_captions`; the manifest's ``data.captions`` then records ``{"images", "captions"}``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 With augmentation, ``views`` augmented copies of every image are tokenized (as LlamaGen pre-tokenises flips and
 crops): view ``k`` of image ``i`` is the data set's augmentation at epoch ``k``, a pure function of
 ``(seed, k, i)``. Rows are view-major: row ``k * N + i``. The manifest records views, augmentation and seed.
+
+A captioned data set (one with ``captions_of(index) -> list[str]``: ``mnist5k-captioned``, a COCO root, a
+``captions.jsonl`` folder) also gets ``OUT.captions.json``: one list of captions per row, views repeating their
+image's captions (:mod:`semtok.data.token_captions`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from tqdm.auto import tqdm
 
 from semtok.config import to_dict
 from semtok.data.build import build_dataset
+from semtok.data.token_captions import write_token_captions
 from semtok.data.token_file import write_token_file
 from semtok.errors import SemtokError
 
@@ -37,7 +42,11 @@ def tokenize_dataset(
     ``[0, num_codes)``; ``OUT.labels.npy``: int64 ``[views * N]`` (-1 = unlabelled). ``views`` > 1 needs
     ``augment`` "flip" or "crop_flip" (random resized crops of ``crop_scale`` of the area, then a flip) on the
     train split (every view would otherwise be the same image); rows are view-major. ``tokenizer_path``: a run
-    folder or a tokenizer folder. Read the result with :func:`semtok.load_tokens`.
+    folder or a tokenizer folder. Read the result with :func:`semtok.load_tokens`. A captioned data set also
+    writes ``OUT.captions.json`` (one list of str per row; read it with
+    :func:`semtok.data.token_captions.read_token_captions`), named by the manifest's ``captions_file``; its
+    ``data.captions`` records ``{"images": N, "captions": the captions of the N images}`` (one view's worth), plus
+    the data set's ``caption_report`` counts (images without captions, captions without images) when it has one.
     """
     from semtok.hub.pretrained import resolve_model_dir
     from semtok.tokenizers.base import Tokenizer
@@ -54,7 +63,8 @@ def tokenize_dataset(
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     size = tokenizer.config.image_size
     dataset = build_dataset(data, split, size, augment=augment, crop_scale=crop_scale, seed=seed)
-    ids, labels = [], []
+    captioned = hasattr(dataset, "captions_of")
+    ids, labels, captions = [], [], []
     with tqdm(total=views * len(dataset), desc="tokenize", unit="img", disable=not progress) as bar:
         for view in range(views):
             if hasattr(dataset, "set_epoch"):
@@ -64,6 +74,8 @@ def tokenize_dataset(
                 with torch.inference_mode():
                     ids.append(tokenizer.encode(torch.stack([image for image, _ in items])))
                 labels.append(torch.tensor([label for _, label in items]))
+                if captioned:  # after loading: an undecodable image's replacement brings its own captions
+                    captions.extend(dataset.captions_of(i) for i in range(start, start + len(items)))
                 bar.update(len(items))
     meta: dict[str, Any] = {
         "tokenizer": {
@@ -86,4 +98,12 @@ def tokenize_dataset(
         "class_names": list(getattr(dataset, "class_names", [])),
         "skipped_files": list(getattr(dataset, "skipped_files", [])),
     }
+    if captioned:
+        first_view = captions[: len(dataset)]
+        meta["data"]["captions"] = {
+            "images": len(first_view),
+            "captions": sum(len(rows) for rows in first_view),
+            **getattr(dataset, "caption_report", {}),
+        }
+        meta["captions_file"] = write_token_captions(out, captions).name
     return write_token_file(out, torch.cat(ids), torch.cat(labels), tokenizer.num_codes, meta)
