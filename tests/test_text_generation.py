@@ -1,0 +1,148 @@
+"""Text-to-image end to end on a tiny captioned folder: tokenize with captions, `train ar|nar --text-encoder`, the
+cached text states, caption dropout, `semtok sample --prompt`, provenance, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from semtok.cli import main
+from semtok.generators.sampler import Sampler
+from semtok.generators.sampling import SamplingConfig
+from semtok.pipelines.tokenize import tokenize_dataset
+from semtok.training.captions import CaptionCondition
+from semtok.visual.provenance import read_provenance
+from test_cli_masked import fsq_tokenizer, one_line_error
+
+TINY = [
+    "model.depth=1",
+    "model.width=32",
+    "model.heads=2",
+    "model.dropout=0.0",
+    "model.text_len=8",
+    "train.steps=3",
+    "train.batch_size=4",
+    "train.warmup_steps=1",
+    "train.checkpoint_every=2",
+    "train.log_every=1",
+]
+CLASS_TINY = [key for key in TINY if not key.startswith("model.text_len")]
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 60, 230)}
+
+
+def captioned_folder(root: Path) -> Path:
+    """12 images of 32 px squares in three colours with a captions.jsonl (two captions for the red ones)."""
+    root.mkdir(parents=True)
+    lines = []
+    for i in range(12):
+        name = list(COLOURS)[i % 3]
+        pixels = np.zeros((32, 32, 3), np.uint8)
+        pixels[8:24, 8:24] = COLOURS[name]
+        Image.fromarray(pixels).save(root / f"{i:02d}.png")
+        lines.append({"file": f"{i:02d}.png", "caption": f"a {name} square"})
+        if name == "red":
+            lines.append({"file": f"{i:02d}.png", "caption": "a square in red"})
+    (root / "captions.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("t2i")
+    tokenizer = fsq_tokenizer(root / "tok", (4, 3))
+    images = captioned_folder(root / "images")
+    tokens = tokenize_dataset(tokenizer, str(images), "train", root / "tokens", progress=False)
+    (root / "plain").mkdir()
+    for image in sorted(images.glob("*.png"))[:6]:
+        (root / "plain" / image.name).write_bytes(image.read_bytes())
+    plain = tokenize_dataset(tokenizer, str(root / "plain"), "train", root / "plain_tokens", progress=False)
+    runs = {}
+    for stage in ("ar", "nar"):
+        args = ["train", stage, "--tokens", str(tokens), "--text-encoder", "minilm-l6"]
+        args += ["--out", str(root / stage), "--no-progress"]
+        assert main([*args, *[a for key in TINY for a in ("--set", key)]]) == 0
+        runs[stage] = root / stage
+    return {"root": root, "tokens": tokens, "val": plain, **runs}
+
+
+def test_text_runs_record_the_encoder_and_reuse_the_cached_states(text_run):
+    config = json.loads((text_run["ar"] / "ar" / "config.json").read_text())
+    assert config["config"]["text_encoder"] == "minilm-l6"
+    assert config["config"]["text_dim"] == 384 and config["config"]["text_len"] == 8
+    states = Path(config["info"]["text_states"])
+    assert states.is_file() and states.name == "tokens.text-minilm-l6-8.npy"
+    stamp = states.stat().st_mtime_ns
+    condition = CaptionCondition(text_run["tokens"], "minilm-l6", "", 8, progress=False)
+    assert states.stat().st_mtime_ns == stamp  # reused, not re-encoded
+    assert (
+        condition.states.embeddings.shape[1:] == (8, 384) and condition.states.embeddings.dtype == np.float16
+    )
+    assert len(condition.states) == 4  # 3 colours + the second red caption, each encoded once
+
+
+def test_caption_dropout_and_the_choice_among_captions(text_run):
+    condition = CaptionCondition(text_run["tokens"], "minilm-l6", "", 8, progress=False)
+    rows = torch.arange(len(condition)).repeat(400)
+    torch.manual_seed(0)
+    out = condition.condition(rows, torch.device("cpu"), dropout=0.1)
+    assert abs(float(out["dropped_B"].float().mean()) - 0.1) < 0.02
+    multi = int(torch.nonzero(condition.counts == 2)[0])  # a red image: two captions, each picked about half
+    picked = condition.condition(torch.full((2000,), multi), torch.device("cpu"))["text"][0]
+    first = condition.condition(torch.tensor([multi]), torch.device("cpu"), pick=False)["text"][0]
+    share = float((picked == first).flatten(1).all(1).float().mean())
+    assert 0.4 < share < 0.6
+    assert not condition.condition(rows[:8], torch.device("cpu"))["dropped_B"].any()
+
+
+@pytest.mark.parametrize("stage", ["ar", "nar"])
+def test_sample_prompts_with_provenance(text_run, stage, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red square\n\nthe blue one\n")
+    out = tmp_path / "grid.png"
+    args = ["sample", str(text_run[stage]), "--prompts", str(prompts), "--n", "2", "--out", str(out)]
+    assert main([*args, "--cfg", "2", "--no-progress", "--images", str(tmp_path / "one")]) == 0
+    assert "4 images" in capsys.readouterr().out
+    record = read_provenance(out)
+    assert record["condition"] == "text" and record["prompts"] == ["a red square"] * 2 + ["the blue one"] * 2
+    assert record["text_encoder"] == {"name": "minilm-l6", "weights": "(registry default)", "text_len": 8}
+    single = read_provenance(tmp_path / "one" / "00003_prompt.png")
+    assert single["prompts"] == ["the blue one"] and single["index"] == 3
+
+
+@pytest.mark.parametrize("stage", ["ar", "nar"])
+def test_an_empty_prompt_is_the_unconditional_path(text_run, stage):
+    sampler = Sampler(text_run[stage])
+    guided = sampler.sample(prompts=["", " "], sampling=SamplingConfig(cfg_scale=4.0), seed=3)[1]
+    plain = sampler.sample(prompts=["", " "], sampling=SamplingConfig(cfg_scale=1.0), seed=3)[1]
+    assert torch.equal(guided, plain)  # u + s (c - u) = u when the condition is the null prefix
+    other = sampler.sample(prompts=["a red square"] * 2, sampling=SamplingConfig(cfg_scale=1.0), seed=3)[1]
+    assert other.shape == plain.shape
+
+
+def test_text_and_class_runs_refuse_each_other(text_run, tmp_path, capsys):
+    out = str(tmp_path / "x.png")
+    line = one_line_error(["sample", str(text_run["ar"]), "--class", "1", "--out", out], capsys)
+    assert "text model" in line and "--prompt" in line
+    class_run = tmp_path / "class"
+    args = ["train", "ar", "--tokens", str(text_run["tokens"]), "--out", str(class_run), "--no-progress"]
+    assert main([*args, *[a for key in CLASS_TINY for a in ("--set", key)]]) == 0
+    line = one_line_error(["sample", str(class_run), "--prompt", "a red square", "--out", out], capsys)
+    assert "class-conditional" in line
+    with pytest.raises(Exception, match="class labels, not prompts"):
+        Sampler(class_run).sample(prompts=["a red square"])
+
+
+def test_text_training_bad_input_is_one_line(text_run, tmp_path, capsys):
+    base = ["train", "ar", "--out", str(tmp_path / "run"), "--no-progress"]
+    line = one_line_error([*base, "--tokens", str(text_run["tokens"]), "--text-encoder", "bert-xxl"], capsys)
+    assert "unknown text encoder 'bert-xxl'" in line and "minilm-l6" in line
+    line = one_line_error([*base, "--tokens", str(text_run["val"]), "--text-encoder", "minilm-l6"], capsys)
+    assert "has no captions" in line
+    missing = str(tmp_path / "none.txt")
+    line = one_line_error(["sample", str(text_run["ar"]), "--prompts", missing, "--out", "x.png"], capsys)
+    assert "--prompts" in line
