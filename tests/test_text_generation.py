@@ -146,3 +146,19 @@ def test_text_training_bad_input_is_one_line(text_run, tmp_path, capsys):
     missing = str(tmp_path / "none.txt")
     line = one_line_error(["sample", str(text_run["ar"]), "--prompts", missing, "--out", "x.png"], capsys)
     assert "--prompts" in line
+
+
+@pytest.mark.parametrize(
+    ("name", "stage", "encoder", "text_len"),
+    [
+        ("t2i-mnist", "ar", "minilm-l6", 16),
+        ("t2i-nar-mnist", "nar", "minilm-l6", 16),
+        ("t2i-coco", "ar", "t5", 120),
+    ],
+)
+def test_text_configs_load_as_their_stage(name, stage, encoder, text_len):
+    from semtok.config import load_config
+    from semtok.training.registry import config_class
+
+    model = load_config(config_class(stage), name, []).model
+    assert (model.text_encoder, model.text_len, model.class_dropout) == (encoder, text_len, 0.1)
