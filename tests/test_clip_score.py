@@ -124,3 +124,20 @@ def test_bad_input(tiny, images):
         ClipScorer("ViT-nope", random_init=True)
     with pytest.raises(SemtokError, match="not both"):
         ClipScorer(weights="x.pt", random_init=True)
+
+
+def test_download_path_asks_for_quick_gelu_and_reports_failure(monkeypatch):
+    import open_clip
+
+    asked = []
+
+    def offline(model_name, pretrained=None, **kwargs):
+        asked.append((model_name, pretrained, kwargs.get("force_quick_gelu")))
+        raise RuntimeError("Failed to download weights\nsecond line")
+
+    monkeypatch.setattr(open_clip, "create_model", offline)
+    with pytest.raises(
+        SemtokError, match=r"could not get open_clip ViT-B-16 weights 'openai' \(RuntimeError: Failed"
+    ):
+        ClipScorer("ViT-B-16")
+    assert asked == [("ViT-B-16", "openai", True)]  # OpenAI's weights were trained with QuickGELU

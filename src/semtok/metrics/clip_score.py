@@ -38,7 +38,8 @@ class ClipScorer:
     - ``weights``: a local file (``.safetensors``, or a torch state dict read with ``weights_only=True``) in
       open_clip's layout (e.g. a hub ``open_clip_model.safetensors``); it must fit the architecture exactly;
     - ``random_init=True``: random weights seeded with ``seed`` (tests and plumbing only: the scores mean nothing);
-    - neither: open_clip downloads its ``tag`` weights (default ``openai``; needs the network or its cache).
+    - neither: open_clip downloads its ``tag`` weights (default ``openai``; needs the network or its cache), with
+      QuickGELU when the tag's weights need it.
     ``device``: where the model runs (default CPU); scores always come back on the CPU.
     """
 
@@ -70,8 +71,10 @@ class ClipScorer:
             model = self._random_model(open_clip, model_name, seed)
             self.weights_source = f"random (seed {seed})"
         else:
+            # QuickGELU where the tag's weights were trained with it (OpenAI's): open_clip only warns otherwise
+            quick_gelu = bool((open_clip.get_pretrained_cfg(model_name, tag) or {}).get("quick_gelu", False))
             try:
-                model = open_clip.create_model(model_name, pretrained=tag)
+                model = open_clip.create_model(model_name, pretrained=tag, force_quick_gelu=quick_gelu)
             except Exception as error:  # noqa: BLE001 - any download / tag failure is one message for the user
                 raise SemtokError(
                     f"CLIP score: could not get open_clip {model_name} weights {tag!r} ({_reason(error)}); "
