@@ -162,3 +162,48 @@ def test_text_configs_load_as_their_stage(name, stage, encoder, text_len):
 
     model = load_config(config_class(stage), name, []).model
     assert (model.text_encoder, model.text_len, model.class_dropout) == (encoder, text_len, 0.1)
+
+
+def test_evaluate_a_text_run_with_prompt_scores_and_clip_score(text_run, tmp_path, capsys):
+    """On captioned MNIST (attributes known): FID_T2I, prompt scores, and the CLIP score from a weights file."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from semtok.evaluation.generation import evaluate_generation
+    from semtok.metrics.clip_score import ClipScorer
+    from test_clip_score import TINY
+
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1},
+    }
+    (tmp_path / f"{TINY}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / f"{TINY}.json")
+    weights = tmp_path / "clip.safetensors"
+    scorer = ClipScorer(TINY, random_init=True)
+    save_file({k: v.contiguous() for k, v in scorer.model.state_dict().items()}, str(weights))
+    results = evaluate_generation(
+        text_run["ar"],
+        "mnist5k-captioned",
+        limit=20,
+        progress=False,
+        clip_weights=str(weights),
+        clip_model=TINY,
+    )
+    assert results["protocol"] == "one sample per val image, prompted with its first caption"
+    assert results["samples"] == 20 and results["gfid"] > 0
+    scores = results["prompt_scores"]
+    assert scores["measured"] == ["colour", "size"] and "digit" in scores["skipped"]  # no judge given
+    assert scores["seen"]["count"] + scores["held_out"]["count"] == 20
+    assert results["prompt_colour_seen"] == scores["seen"]["colour"]
+    assert 0 <= results["clip_score"] <= 100 and results["measured"][-1] == "clip_score"
+    assert "prompt_digit_seen" not in results and results["class_accuracy_skipped"].startswith("text model")
+    # Without attributes (the folder's own captions): FID only, and the reasons for what was skipped.
+    plain = evaluate_generation(text_run["nar"], split="train", limit=4, progress=False)
+    assert "prompt_scores_skipped" in plain and "clip_score_skipped" in plain
+    out = tmp_path / "eval.json"
+    assert (
+        main(["evaluate", str(text_run["ar"]), "--generation", "--data", "mnist5k", "--out", str(out)]) == 2
+    )
+    assert "has no captions" in capsys.readouterr().err
