@@ -6,6 +6,7 @@ import statistics
 
 import pytest
 import yaml
+from PIL import Image
 
 import semtok.tokenizers.cluster_build
 import semtok.training
@@ -21,6 +22,7 @@ from semtok.pipelines.suite_t2i import (
     PROMPT_HELD_OUT,
     PROMPTS,
     captioned_judge,
+    collect_t2i,
     t2i_results,
     t2i_stages,
 )
@@ -170,3 +172,39 @@ def test_bench_no_t2i_flag(flag, expected, monkeypatch, tmp_path):
     monkeypatch.setattr(semtok.pipelines.suite, "run_suite", lambda *a, **k: seen.update(k))
     assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--rows", "fsq", *flag]) == 0
     assert seen["t2i"] is expected
+
+
+@pytest.mark.slow
+def test_t2i_branch_layout_with_a_tiny_tokenizer(monkeypatch, tmp_path):
+    """The branch end to end for FSQ at 2 tokenizer and 2 text-AR steps (about 40 s with one torch thread); the generation
+    evaluation is replaced by a stand-in that records its call."""
+    import semtok.evaluation.generation
+
+    tiny = (*(o for o in TINY_CONV if not o.startswith(("train.steps", "loss.disc"))), "model.levels=[4, 4]")
+    monkeypatch.setitem(ROWS, "fsq", ("fsq", "fsq-mnist", (*tiny, "loss.gan_weight=0"), False))
+    calls = []
+
+    def evaluate(run_dir, data, split, sampling, seed, judge=None, progress=True, limit=None):
+        calls.append((run_dir, data, split, seed, judge, limit))
+        return {"gfid": 50.0 + seed, "prompt_all_held_out": 0.1}
+
+    monkeypatch.setattr(semtok.evaluation.generation, "evaluate_generation", evaluate)
+    budget = dataclasses.replace(SUITES["quick"], tokenizer_steps=2, t2i_steps=2)
+    row_dir, judge = tmp_path / "fsq", tmp_path / "judge_captioned"
+    stages = Stages(row_dir)
+    t2i_stages("fsq", row_dir, stages, budget, judge, progress=False)
+    t2i = row_dir / "t2i"
+    expected = ["t2i_tokenizer", "t2i_tokenize_train", "t2i_tokenize_val", "t2i_ar", "t2i_generation_seed0"]
+    assert list(stages.times) == [*expected, "t2i_samples"]  # no decoder for FSQ
+    assert calls == [(t2i / "ar_run", CAPTIONED, "val", 0, judge, budget.eval_images)]
+    for path in ["tokens/train.captions.json", "tokens/val.captions.json", "ar_run/ar/model.safetensors"]:
+        assert (t2i / path).is_file(), path
+    config = yaml.safe_load((t2i / "ar_run" / "config.yaml").read_text())
+    assert config["model"]["text_encoder"] == "minilm-l6" and config["train"]["steps"] == 2
+    row = collect_t2i(row_dir, budget.seeds)
+    assert row["t2i_gfid"] == 50.0 and row["t2i_prompt_all_held_out"] == 0.1 and row["t2i_prompts"] == PROMPTS
+    assert row["t2i_prompt_all_seen"] is None and row["t2i_val_nll"] > 0
+    with Image.open(t2i / "samples.png") as grid:
+        assert grid.size == (2 + 8 * 34, 2 + 2 * 34)  # 16 images of 32 px, 8 per row, 2 px padding
+    t2i_stages("fsq", row_dir, Stages(row_dir), budget, judge, progress=False)  # a rerun reuses every stage
+    assert len(calls) == 1
