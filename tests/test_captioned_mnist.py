@@ -57,3 +57,36 @@ def test_build_dataset_and_bad_input():
         build_dataset("mnist5k-captioned", "train", 32, augment="flip")
     with pytest.raises(SemtokError, match="image_size"):
         CaptionedMNIST("val", 4)
+
+
+class _CountingExtractor:
+    """Stands in for InceptionFeatures: features = per-image channel means, repeated; counts its passes."""
+
+    extractor_id = "counting-extractor"
+
+    def __init__(self):
+        self.passes = 0
+
+    def extract(self, batches, limit=None, progress=False):
+        self.passes += 1
+        return torch.cat([images.mean(dim=(2, 3)).repeat(1, 2) for images in batches]).numpy()[:limit]
+
+
+def test_fid_reference_of_the_captioned_val_split_is_cached_by_name(val, tmp_path, monkeypatch):
+    from semtok.data.build import dataset_id
+    from semtok.evaluation.common import evenly_spaced, fid_reference
+
+    monkeypatch.setenv("SEMTOK_CACHE", str(tmp_path / "cache"))
+    subset, extractor = evenly_spaced(val, 20), _CountingExtractor()
+    monkeypatch.chdir(tmp_path)
+    features = fid_reference(subset, "mnist5k-captioned", "val", 32, extractor, 20, False, features=True)
+    assert features.shape == (20, 6) and extractor.passes == 1
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the key is the name, not a path under the working directory
+    mu, sigma = fid_reference(subset, "MNIST5k-Captioned", "val", 32, extractor, 20, False)
+    assert extractor.passes == 1 and mu.shape == (6,) and sigma.shape == (6, 6)
+    assert [p.name.split("_")[0] for p in (tmp_path / "cache" / "fid").glob("*.json")] == [
+        "mnist5k-captioned"
+    ]
+    assert dataset_id("mnist5k") == "mnist5k" and dataset_id("mnist5k-captioned") != dataset_id("mnist5k")
+    assert dataset_id("some/folder") == str(tmp_path / "elsewhere" / "some" / "folder")

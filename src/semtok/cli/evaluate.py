@@ -29,7 +29,8 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     generation = evaluate.add_argument_group(
         "generation (PATH is an AR or masked run)",
         "gFID, precision/recall (k=3), Inception Score (with --inception-weights) and class accuracy (with "
-        "--judge) of one sample per label of --split",
+        "--judge) of one sample per label of --split; a text run: one sample per image, prompted with its "
+        "caption, FID_T2I, prompt scores (captioned MNIST; digit with --judge) and CLIP score (--clip-weights)",
     )
     generation.add_argument(
         "--generation", action="store_true", help="evaluate the samples of an AR or masked model"
@@ -38,6 +39,14 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     generation.add_argument("--seed", type=int, default=0)
     checks.add_sampling_options(generation)
     generation.add_argument("--samples-out", help="also write a grid of the first 64 samples (.png)")
+    generation.add_argument(
+        "--clip-weights", help="text runs: open_clip CLIP weights file for the CLIP score"
+    )
+    generation.add_argument(
+        "--clip-model",
+        default="ViT-B-16",
+        help="its open_clip architecture (OpenAI's file: ViT-B-16-quickgelu)",
+    )
 
     probe = verbs.add_parser(
         "probe", help="linear-probe top-1 of a tokenizer's frozen code vectors (train -> val)"
@@ -56,7 +65,11 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.generation:
         return _evaluate_generation(args)
-    for flag, value in (("--judge", args.judge), ("--samples-out", args.samples_out)):
+    for flag, value in (
+        ("--judge", args.judge),
+        ("--samples-out", args.samples_out),
+        ("--clip-weights", args.clip_weights),
+    ):
         if value is not None:
             raise SemtokError(
                 f"{flag} applies to generation metrics: add --generation (PATH an AR or masked run)"
@@ -111,6 +124,7 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     checks.data_source(args.data)
     checks.positive_int(args.batch_size, "--batch-size")
     checks.input_file(args.inception_weights, "--inception-weights", "weights file")
+    checks.input_file(args.clip_weights, "--clip-weights", "weights file")
     checks.output_file(args.samples_out, "--samples-out", (".png",))
     checks.output_file(args.out, "--out")
 
@@ -131,12 +145,18 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
         args.batch_size,
         progress=not args.no_progress,
         samples_out=args.samples_out,
+        clip_weights=args.clip_weights,
+        clip_model=args.clip_model,
     )
     name = f"eval_generation_{args.split}_seed{args.seed}.json"
     default = resolve_generator_dir(args.path).parent / name
     out = Path(args.out) if args.out else default
     out.parent.mkdir(parents=True, exist_ok=True)
-    print(format_table({k: v for k, v in results.items() if not isinstance(v, dict)}))
+    print(format_table({k: v for k, v in results.items() if not isinstance(v, dict | list)}))
+    if "prompt_scores" in results:
+        from semtok.evaluation.prompt_scores import format_prompt_scores
+
+        print(format_prompt_scores(results["prompt_scores"]))
     print(f"results: {write_json(results, out)}")
     return 0
 

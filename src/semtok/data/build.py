@@ -27,7 +27,18 @@ from semtok.data.mnist import MNIST5k
 from semtok.data.transforms import build_transform
 from semtok.errors import SemtokError
 
-__all__ = ["build_dataset"]
+__all__ = ["BUILTIN_DATASETS", "build_dataset", "dataset_id"]
+
+# Data set specs made by code (case-insensitive), not read from a directory.
+BUILTIN_DATASETS = ("mnist5k", "mnist5k-captioned")
+
+
+def dataset_id(spec: str | os.PathLike) -> str:
+    """What names a data set's content (for caches such as the FID reference statistics): a built-in spec's
+    lower-case name, else the directory's resolved path (the same from any working directory)."""
+    if str(spec).lower() in BUILTIN_DATASETS:
+        return str(spec).lower()
+    return str(Path(spec).expanduser().resolve())
 
 
 def build_dataset(

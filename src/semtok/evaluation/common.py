@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from semtok.data.build import dataset_id
 from semtok.errors import SemtokError
 
 
@@ -66,13 +67,13 @@ def fid_reference(
 ) -> Any:
     """The cached FID reference of ``dataset`` (split ``split`` of data set ``data`` at ``image_size`` px, cut to
     ``limit`` images): ``(mu [2048], sigma [2048, 2048])`` float64, or with ``features`` the pool3 features
-    ``[N, 2048]`` float32 (for precision / recall). Computed with ``extractor`` once, then read from the cache."""
+    ``[N, 2048]`` float32 (for precision / recall). Computed with ``extractor`` once, then read from the cache,
+    which is keyed by :func:`semtok.data.build.dataset_id` (a built-in data set's name, a folder's path)."""
     from semtok.metrics.fid import reference_features, reference_stats
 
-    dataset_id = data if str(data) == "mnist5k" else str(Path(data).resolve())
     reference = reference_features if features else reference_stats
     return reference(
-        dataset_id,
+        dataset_id(data),
         split,
         image_size,
         extractor,

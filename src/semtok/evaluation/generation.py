@@ -7,6 +7,12 @@ by the tokenizer; then, in the TF-Inception pool3 feature space:
 - Inception Score only with the full Inception weights (``inception_weights``); otherwise reported as skipped;
 - class accuracy: the share of samples a judge classifier (``semtok train judge``) assigns to the class they were
   generated for (skipped, with the reason, without a judge).
+
+A text model gets one sample per reference image, prompted with its first caption (MS-COCO val2017: the caption of
+lowest annotation id, as :mod:`semtok.data.captioned_folder` keeps one per val image); FID etc. as above (FID_T2I),
+then, on the captioned MNIST default, the prompt scores (:mod:`semtok.evaluation.prompt_scores`: digit by the judge,
+colour, size, all-correct, seen vs held-out pairs; flat keys ``prompt_{digit,colour,size,all}_{seen,held_out}`` and
+``prompt_all``), and the CLIP score with ``clip_weights``. ``measured`` lists what was measured.
 """
 
 from __future__ import annotations
@@ -32,6 +38,60 @@ def dataset_labels(dataset: Any) -> torch.Tensor:
     return torch.as_tensor(labels, dtype=torch.long).reshape(-1)
 
 
+def caption_prompts(dataset: Any, data: str, split: str) -> tuple[list[str], list[Any] | None]:
+    """(the first caption of every item, their captioned-MNIST attributes or None) of a data set or a subset."""
+    base, indices = dataset, range(len(dataset))
+    if isinstance(dataset, torch.utils.data.Subset):
+        base, indices = dataset.dataset, dataset.indices
+    if not hasattr(base, "captions_of"):
+        raise SemtokError(
+            f"data set '{data}' ({split}) has no captions: a text model is evaluated on a captioned data set "
+            "(mnist5k-captioned, a COCO root, a folder with captions.jsonl)"
+        )
+    prompts = [base.captions_of(int(i))[0] for i in indices]
+    attributes = getattr(base, "attributes", None)
+    return prompts, None if attributes is None else [attributes[int(i)] for i in indices]
+
+
+def text_scores(
+    images: torch.Tensor,
+    prompts: list[str],
+    attributes: list[Any] | None,
+    judge_model: Any,
+    clip_weights: str | None,
+    clip_model: str,
+) -> dict[str, Any]:
+    """The prompt scores (with attributes) and the CLIP score (with weights) of text-prompted samples, or why not."""
+    results: dict[str, Any] = {"class_accuracy_skipped": "text model: see the prompt scores"}
+    measured = ["gfid", "precision", "recall"]
+    if attributes is not None:
+        from semtok.evaluation.prompt_scores import prompt_scores
+
+        scores = prompt_scores(images, attributes, judge=judge_model)
+        results["prompt_scores"] = scores
+        for group in ("seen", "held_out"):
+            for key in ("digit", "colour", "size", "all_correct"):
+                if scores[group][key] is not None:
+                    results[f"prompt_{key.replace('_correct', '')}_{group}"] = scores[group][key]
+        results["prompt_all"] = scores["all"]["all_correct"]
+        measured += [f"prompt {name}" for name in scores["measured"]]
+    else:
+        results["prompt_scores_skipped"] = (
+            "the data set has no attribute annotations (only mnist5k-captioned)"
+        )
+    if clip_weights:
+        from semtok.metrics.clip_score import ClipScorer
+
+        scorer = ClipScorer(clip_model, weights=clip_weights)
+        results["clip_score"] = float(scorer.score(images, prompts).mean())
+        results["clip_model"] = f"{clip_model} ({clip_weights})"
+        measured.append("clip_score")
+    else:
+        results["clip_score_skipped"] = "no CLIP weights given (--clip-weights: an open_clip weights file)"
+    results["measured"] = measured
+    return results
+
+
 def evaluate_generation(
     path: str | Path,
     data: str | None = None,
@@ -45,12 +105,15 @@ def evaluate_generation(
     progress: bool = True,
     samples_out: str | Path | None = None,
     limit: int | None = None,
+    clip_weights: str | None = None,
+    clip_model: str = "ViT-B-16",
 ) -> dict[str, Any]:
     """gFID, precision, recall, Inception Score (or why skipped), class accuracy of an AR or masked run's samples.
 
     ``data``: the reference images (default: the data set the model's tokens came from). ``samples_out``: also
     write a grid of the first 64 samples there (PNG with provenance). ``limit``: only the labels of an evenly spaced
-    subset of that many reference images (and that subset as the reference).
+    subset of that many reference images (and that subset as the reference). ``clip_weights`` (text models): an
+    open_clip weights file of ``clip_model`` for the CLIP score (OpenAI's weights as a file: ``ViT-B-16-quickgelu``).
     """
     from semtok.evaluation.common import evenly_spaced, fid_reference
     from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance
@@ -72,20 +135,22 @@ def evaluate_generation(
         )
     model = "AR model" if sampler.family == "ar" else "masked model"  # in messages
     judge_model = None
-    if judge is not None and sampler.num_classes > 0:  # loaded and checked before any sampling
+    if judge is not None and (sampler.num_classes > 0 or sampler.is_text):  # loaded before any sampling
         from semtok.evaluation.judge import Judge
         from semtok.hub.pretrained import resolve_model_dir
 
         judge_dir = resolve_model_dir(judge, "judge")
         judge_model = Judge.from_pretrained(judge_dir)
-        if judge_model.num_classes != sampler.num_classes:
+        if judge_model.num_classes != sampler.num_classes and not sampler.is_text:
             raise SemtokError(
                 f"judge '{judge}' knows {judge_model.num_classes} classes, the {model} {sampler.num_classes}"
             )
     image_size = sampler.tokenizer.config.image_size
     dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
-    labels = dataset_labels(dataset)
-    if sampler.num_classes > 0:
+    labels, prompts, attributes = dataset_labels(dataset), None, None
+    if sampler.is_text:
+        prompts, attributes = caption_prompts(dataset, data, split)
+    elif sampler.num_classes > 0:
         if int(labels.min()) < 0:
             raise SemtokError(
                 f"data set '{data}' ({split}) is unlabelled but the {model} is class-conditional"
@@ -96,7 +161,10 @@ def evaluate_generation(
                 f"{sampler.num_classes} classes"
             )
     started = time.time()
-    images, _ = sampler.sample(labels, sampling, seed, batch_size, progress)
+    condition = {"prompts": prompts} if sampler.is_text else {"labels_B": labels}
+    images, _ = sampler.sample(
+        sampling=sampling, seed=seed, batch_size=batch_size, progress=progress, **condition
+    )
     sample_seconds = time.time() - started
 
     extractor = InceptionFeatures(weights=inception_weights)
@@ -116,7 +184,9 @@ def evaluate_generation(
         "data": str(data),
         "split": split,
         "samples": int(images.shape[0]),
-        "protocol": f"one sample per {split} label",
+        "protocol": f"one sample per {split} image, prompted with its first caption"
+        if sampler.is_text
+        else f"one sample per {split} label",
         "seed": seed,
         "sampling": dataclasses.asdict(sampling),
         "sample_seconds": round(sample_seconds, 1),
@@ -127,7 +197,11 @@ def evaluate_generation(
         "fid_reference": f"{data} {split} images ({len(dataset)} images, {image_size} px)",
     }
     results.update(inception_score_report(logits))
-    if judge_model is not None:
+    if sampler.is_text:
+        results.update(text_scores(images, prompts, attributes, judge_model, clip_weights, clip_model))
+        if judge_model is not None:
+            results["judge"] = str(judge_dir)
+    elif judge_model is not None:
         from semtok.evaluation.judge import class_accuracy
 
         results["class_accuracy"] = class_accuracy(judge_model, images, labels)
@@ -143,6 +217,7 @@ def evaluate_generation(
         from semtok.visual.provenance import save_png
 
         first = min(64, images.shape[0])
-        provenance = sampler.provenance(sampling, seed, batch_size, classes=labels[:first].tolist())
+        shown = {"prompts": prompts[:first]} if sampler.is_text else {"classes": labels[:first].tolist()}
+        provenance = sampler.provenance(sampling, seed, batch_size, **shown)
         results["samples_grid"] = str(save_png(images[:first], samples_out, provenance))
     return results

@@ -1,10 +1,11 @@
-"""Evaluation metrics: FID (TF-Inception pool3), Inception Score, improved precision / recall, PSNR, SSIM, LPIPS
-and codebook statistics.
+"""Evaluation metrics: FID (TF-Inception pool3), Inception Score, improved precision / recall, PSNR, SSIM, LPIPS,
+codebook statistics and the CLIP score (:class:`ClipScorer`, open_clip imported when one is built).
 
 Images are torch tensors [B, 3, H, W], uint8 or float in [-1, 1]; every metric quantises floats with
 :func:`to_uint8` first, so it measures the images as they would be saved.
 """
 
+from semtok.metrics.clip_score import ClipScorer
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.metrics.fid import (
     default_cache_dir,
@@ -23,6 +24,7 @@ from semtok.metrics.pixel import psnr, ssim, to_uint8
 from semtok.metrics.precision_recall import knn_radii, manifold_coverage, precision_recall
 
 __all__ = [
+    "ClipScorer",
     "InceptionFeatures",
     "code_histogram",
     "codebook_stats",
