@@ -123,6 +123,8 @@ def fake_t2i(row_dir, gfids):
         metrics = {"gfid": gfid, "precision": 0.5, "recall": 0.4, "prompt_all": 0.3}
         for part, base in (("seen", 0.6), ("held_out", 0.2)):
             metrics |= {f"prompt_{a}_{part}": base + seed / 10 for a in ("digit", "colour", "size", "all")}
+        if seed == 1:
+            metrics["prompt_digit_held_out"] = None  # a score not measured that seed
         (t2i / f"generation_seed{seed}.json").write_text(json.dumps(metrics))
     (t2i / "samples.png").write_bytes(b"png")
     (t2i / "samples.json").write_text(json.dumps({"prompts": PROMPTS}))
@@ -138,6 +140,7 @@ def test_collect_and_report_the_t2i_branch(tmp_path):
     assert vqkd["t2i_prompt_all_seen"] == pytest.approx(0.65)
     assert vqkd["t2i_prompt_all_held_out"] == pytest.approx(0.25)
     assert vqkd["t2i_prompt_digit_seen"] == vqkd["t2i_prompt_colour_seen"] == vqkd["t2i_prompt_size_seen"]
+    assert vqkd["t2i_prompt_digit_held_out"] == 0.2 and vqkd["t2i_prompt_digit_held_out_per_seed"] == [0.2]
     assert vqkd["t2i_prompt_all"] == 0.3 and vqkd["t2i_val_nll"] == 2.5 and vqkd["t2i_prompts"] == PROMPTS
     ablation = collect_row("vqkd-random", tmp_path / "vqkd-random", (0,))
     assert ablation["t2i_gfid"] is None and ablation["t2i_prompt_all_held_out"] is None

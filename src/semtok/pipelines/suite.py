@@ -276,7 +276,7 @@ def generation_stats(
     generations = [json.loads(p.read_text()) for p in paths if p.exists()]
     result: dict[str, Any] = {}
     for key in keys:
-        values = [g[key] for g in generations if key in g]
+        values = [g[key] for g in generations if g.get(key) is not None]  # None: not measured that seed
         result[f"{key_prefix}{key}"] = statistics.fmean(values) if values else None
         result[f"{key_prefix}{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
         result[f"{key_prefix}{key}_per_seed"] = values
