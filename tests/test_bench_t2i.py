@@ -211,3 +211,31 @@ def test_t2i_branch_layout_with_a_tiny_tokenizer(monkeypatch, tmp_path):
         assert grid.size == (2 + 8 * 34, 2 + 2 * 34)  # 16 images of 32 px, 8 per row, 2 px padding
     t2i_stages("fsq", row_dir, Stages(row_dir), budget, judge, progress=False)  # a rerun reuses every stage
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "rows, t2i, enabled", [(["fsq"], True, True), (["fsq"], False, False), (["vqkd-random"], True, False)]
+)
+def test_run_suite_passes_the_captioned_judge_only_when_the_branch_runs(
+    rows, t2i, enabled, monkeypatch, tmp_path
+):
+    import semtok.pipelines.report
+    import semtok.pipelines.suite
+
+    for judge in ("judge", "judge_captioned"):  # finished judges: their stages are reused
+        (tmp_path / judge / "judge").mkdir(parents=True)
+        (tmp_path / judge / "judge" / "model.safetensors").write_text("done")
+        (tmp_path / judge / "summary.json").write_text(json.dumps({"val_top1": 0.9}))
+    seen = []
+
+    def run_row(row, out, budget, judge_dir, progress, t2i_judge=None):
+        seen.append((row, t2i_judge))
+        return {"times": {}}
+
+    monkeypatch.setattr(semtok.pipelines.suite, "run_row", run_row)
+    monkeypatch.setattr(semtok.pipelines.report, "write_report", lambda out, results: out / "report.md")
+    semtok.pipelines.suite.run_suite("quick", tmp_path, rows=rows, t2i=t2i)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert seen == [(rows[0], tmp_path / "judge_captioned" if enabled else None)]
+    assert results["t2i"]["enabled"] is enabled and results["t2i"]["prompts"] == PROMPTS
+    assert results["budget"]["t2i_steps"] == 40
