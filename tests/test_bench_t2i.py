@@ -5,6 +5,7 @@ import json
 import statistics
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -177,9 +178,18 @@ def test_bench_no_t2i_flag(flag, expected, monkeypatch, tmp_path):
     assert seen["t2i"] is expected
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (its many small ops run about 3x slower on 2 threads of a busy 2-core box)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_t2i_branch_layout_with_a_tiny_tokenizer(monkeypatch, tmp_path):
-    """The branch end to end for FSQ at 2 tokenizer and 2 text-AR steps (about 40 s with one torch thread); the generation
+def test_t2i_branch_layout_with_a_tiny_tokenizer(one_thread, monkeypatch, tmp_path):
+    """The branch end to end for FSQ at 2 tokenizer and 2 text-AR steps (about 40 s on one thread); the generation
     evaluation is replaced by a stand-in that records its call."""
     import semtok.evaluation.generation
 
