@@ -20,6 +20,12 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     bench.add_argument("--rows", nargs="+", help="only these rows (default: all)")
     bench.add_argument("--out", default=None, help="output folder (default runs/bench/suite-SUITE)")
     bench.add_argument("--progress", action="store_true", help="progress bars for every stage")
+    bench.add_argument(
+        "--no-t2i",
+        action="store_true",
+        help="skip the main rows' text-to-image branch (captioned MNIST: a second tokenizer and a text AR model "
+        "per row; roughly the class-conditional main rows' time again)",
+    )
 
     demo = verbs.add_parser(
         "demo",
@@ -42,7 +48,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [row for row in args.rows or [] if row not in ROWS]
     if unknown:
         raise SemtokError(f"--rows: unknown {unknown} (known: {list(ROWS)})")
-    run_suite(suite, out, args.rows, progress=args.progress)
+    run_suite(suite, out, args.rows, progress=args.progress, t2i=not args.no_t2i)
     return 0
 
 

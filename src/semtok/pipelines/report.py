@@ -17,7 +17,8 @@ DECODING_LABELS = (0, 2, 4, 6, 8)  # the masked-decoding picture's classes (modu
 GENERATION_COLUMNS = (("gfid", 2), ("precision", 3), ("recall", 3), ("class_accuracy", 3))
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
+def fmt(value: Any, digits: int = 3) -> str:
+    """A table cell: floats to ``digits`` places, None as a dash."""
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -25,7 +26,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def _mean_std(row: dict[str, Any], key: str, digits: int) -> str:
+def mean_std(row: dict[str, Any], key: str, digits: int) -> str:
+    """``row[key]`` ± ``row[key_std]`` (the mean and spread over seeds) as a table cell; a dash where absent."""
     mean, std = row.get(key), row.get(f"{key}_std")
     if mean is None:
         return "–"
@@ -61,17 +63,17 @@ def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 row["label"],
-                _fmt(row.get("codebook_size")),
-                _fmt(row["usage"]),
-                _fmt(row["perplexity"], 1),
-                _fmt(row["rfid"], 2),
-                _fmt(row["psnr"], 2),
-                _fmt(row["ssim"]),
-                _fmt(row["probe_top1"]),
-                _fmt(row["ar_val_nll"]),
-                *(_mean_std(row, key, digits) for key, digits in GENERATION_COLUMNS),
-                _fmt(row.get("nar_val_masked_nll")),
-                *(_mean_std(row, f"nar_{key}", digits) for key, digits in GENERATION_COLUMNS),
+                fmt(row.get("codebook_size")),
+                fmt(row["usage"]),
+                fmt(row["perplexity"], 1),
+                fmt(row["rfid"], 2),
+                fmt(row["psnr"], 2),
+                fmt(row["ssim"]),
+                fmt(row["probe_top1"]),
+                fmt(row["ar_val_nll"]),
+                *(mean_std(row, key, digits) for key, digits in GENERATION_COLUMNS),
+                fmt(row.get("nar_val_masked_nll")),
+                *(mean_std(row, f"nar_{key}", digits) for key, digits in GENERATION_COLUMNS),
                 f"{sum(row['times'].values()) / 60:.1f}",
             ]
         )
@@ -82,7 +84,7 @@ def stage_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     stages = sorted({name for row in results["rows"].values() for name in row["times"]})
     header = ["tokenizer", *stages]
     rows = [
-        [row["label"], *(_fmt(row["times"].get(s), 1) for s in stages)] for row in results["rows"].values()
+        [row["label"], *(fmt(row["times"].get(s), 1) for s in stages)] for row in results["rows"].values()
     ]
     return header, rows
 
@@ -206,6 +208,9 @@ def masked_decoding_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
 
 
 def build_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
+    """The whole report: title, the suite table, the text-to-image blocks, stage times, machine, figures."""
+    from semtok.pipelines.report_t2i import t2i_blocks
+
     machine = results["machine"]
     budget = results["budget"]
     first = next(iter(results["rows"].values()))
@@ -227,12 +232,13 @@ def build_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
             f"{first['seeds']} (ablation rows: one seed), one sample per val label. rFID / gFID extractor: "
             f"{first['fid_extractor']}; rFID reference: {first['fid_reference']}; gFID reference: "
             f"{first['gfid_reference']}. Precision/recall: k-NN manifolds (k = 3) in the same feature space. Class "
-            f"accuracy: the judge classifier (val top-1 {_fmt(results['judge'].get('val_top1'))}). Probe: linear "
+            f"accuracy: the judge classifier (val top-1 {fmt(results['judge'].get('val_top1'))}). Probe: linear "
             "classifier on mean-pooled frozen code vectors, val top-1. NAR val NLL: nats per masked token under "
             "random masks (not comparable to the AR's per-token NLL). Inception Score (IS_AR / IS_NAR): skipped "
             "(needs the full "
             "Inception weights, not available offline).",
         ),
+        *t2i_blocks(out, results),
         ("h2", "Seconds per stage"),
         ("table", stage_table(results)),
         (
