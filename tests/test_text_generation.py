@@ -257,3 +257,14 @@ def test_text_stage_learns_the_prompts_and_resumes_exactly(tmp_path, stage):
     sampling = SamplingConfig(temperature=0.0, cfg_scale=1.0)
     sample = generate if stage == "ar" else generate_masked
     assert torch.equal(sample(model, None, sampling, seed=0, text=text), grids[torch.tensor([0, 1, 1, 0])])
+
+
+def test_python_api_samples_and_refuses(text_run):
+    import semtok
+
+    images = semtok.sample(text_run["ar"], prompts=["a red square", ""], cfg_scale=2.0)
+    assert images.shape == (2, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    with pytest.raises(semtok.SemtokError, match="prompts"):
+        semtok.sample(text_run["ar"], [0, 1])
+    with pytest.raises(semtok.SemtokError, match="prompts"):
+        semtok.sample(text_run["ar"], prompts="a red square")

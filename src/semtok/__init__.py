@@ -109,8 +109,9 @@ def _sampling(kind: str, **settings: Any) -> SamplingConfig:
 
 def sample(
     model: str | Path | Sampler,
-    labels: Sequence[int] | torch.Tensor,
+    labels: Sequence[int] | torch.Tensor | None = None,
     *,
+    prompts: Sequence[str] | None = None,
     seed: int = 0,
     temperature: float = 1.0,
     top_k: int = 600,
@@ -123,12 +124,15 @@ def sample(
     batch_size: int = 64,
     progress: bool = False,
 ) -> torch.Tensor:
-    """One image per class label, drawn by an AR or masked model and decoded by its tokenizer.
+    """One image per class label (or per prompt, for a text model), drawn by an AR or masked model and decoded by
+    its tokenizer.
 
     Args:
         model: a :class:`~semtok.generators.sampler.Sampler` (:func:`load_sampler`) or an AR or masked run / model
             folder.
         labels: ``[B]`` int class labels in ``[0, num_classes)`` (ignored by an unconditional model).
+        prompts: a text model's ``B`` prompts instead (encoded by the text encoder it records; an empty prompt
+            samples unconditionally).
         seed: batch ``j`` of ``batch_size`` labels is drawn with seed ``seed * 1000003 + j`` (reproducible).
         temperature, top_k, top_p, cfg_scale: the sampling settings of both families (defaults: the paper's;
             ``top_k`` 0 and ``top_p`` 1 switch those filters off, ``cfg_scale`` 1 switches guidance off).
@@ -155,6 +159,12 @@ def sample(
         choice_temperature=choice_temperature,
         cfg_ramp=cfg_ramp,
     )
+    if sampler.is_text or prompts is not None:
+        if not prompts or labels is not None or isinstance(prompts, str):
+            raise SemtokError(
+                "a text model samples from prompts: give prompts=[...] (a list of strings), not labels"
+            )
+        return sampler.sample(None, sampling, seed, batch_size, progress, prompts=list(prompts))[0]
     labels_B = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     if labels_B.numel() == 0:
         raise SemtokError("labels: expected at least one class label")
@@ -192,6 +202,8 @@ def evaluate(
     schedule: str = "cosine",
     choice_temperature: float = 4.5,
     cfg_ramp: bool = False,
+    clip_weights: str | None = None,
+    clip_model: str = "ViT-B-16",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a tokenizer, or of an AR or masked model's samples when ``path`` holds one.
@@ -204,6 +216,10 @@ def evaluate(
     :func:`sample`, the masked-only ones for a masked model),
     ``gfid``, ``precision`` and ``recall`` in [0, 1] (k = 3), the Inception Score with ``inception_weights``, and
     ``class_accuracy`` in [0, 1] with a ``judge`` folder (``semtok train judge``). ``fid`` must stay True.
+    A text model: one sample per image of ``split`` prompted with its first caption, FID_T2I (``gfid``), on
+    ``mnist5k-captioned`` the prompt scores (``prompt_scores``; ``prompt_{digit,colour,size,all}_{seen,held_out}`` in
+    [0, 1], the digit with a captioned-data ``judge``), and ``clip_score`` in [0, 100] with ``clip_weights`` (an
+    open_clip weights file of ``clip_model``).
 
     ``data``: "mnist5k" or an image folder (default: the data set the run was trained on, else "mnist5k");
     ``limit``: only an evenly spaced subset of that many images of the split. ``batch_size`` (default 128, as
@@ -241,7 +257,11 @@ def evaluate(
             batch_size,
             progress=progress,
             limit=limit,
+            clip_weights=clip_weights,
+            clip_model=clip_model,
         )
+    if clip_weights is not None:
+        raise SemtokError("clip_weights applies to a text model's samples, not to a tokenizer")
     from semtok.config import run_dataset
     from semtok.evaluation.tokenizer import evaluate_tokenizer
 
