@@ -142,8 +142,7 @@ class ARStage(Stage):
         self.captions = self.val_captions = None
         if model.text_encoder:
             self.captions = self.open_captions(data.tokens, engine)
-            text_len = model.text_len or min(self.captions.encoder.max_length, 120)
-            model = dataclasses.replace(model, text_dim=self.captions.dim, text_len=text_len)
+            model = dataclasses.replace(model, text_dim=self.captions.dim, text_len=self.captions.text_len)
             self.config = dataclasses.replace(self.config, model=model)
         self.val_set = None
         if data.val_tokens:
@@ -160,11 +159,13 @@ class ARStage(Stage):
         )
 
     def open_captions(self, path: str, engine: Engine) -> CaptionCondition:
+        """The captions of a token file with their text states: encoded by the main process (written beside the
+        token file), then read by the others."""
         model = self.config.model
-        text_len = model.text_len or 120
-        return CaptionCondition(
-            path, model.text_encoder, model.text_encoder_weights, text_len, engine.show_progress
-        )
+        with engine.accelerator.main_process_first():
+            return CaptionCondition(
+                path, model.text_encoder, model.text_encoder_weights, model.text_len, engine.show_progress
+            )
 
     def train_condition(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
         """The model's condition keywords of a train batch: labels dropped to the null class, or a random caption

@@ -21,7 +21,7 @@ from semtok.text.states import encode_captions, states_path
 
 class CaptionCondition:
     """The captions of token file ``token_path`` under text encoder ``encoder`` (a registry name) with prefixes of
-    ``text_len`` tokens. ``condition(rows_B, dropout)`` -> the model's condition keywords ``text`` = (embeddings
+    ``text_len`` tokens (0: the encoder's limit, at most 120). ``condition(rows_B, dropout)`` -> the model's condition keywords ``text`` = (embeddings
     ``[B, text_len, C]`` float32, mask ``[B, text_len]`` bool) and ``dropped_B`` (bool ``[B]``)."""
 
     def __init__(
@@ -34,7 +34,9 @@ class CaptionCondition:
                 "COCO root, a folder with captions.jsonl) for a text model"
             )
         self.encoder = build_text_encoder(encoder, weights or None, max_length=text_len)
-        self.dim = self.encoder.dim
+        if not text_len:  # the encoder's own limit, at most LlamaGen's 120
+            self.encoder.max_length = min(self.encoder.max_length, 120)
+        self.dim, self.text_len = self.encoder.dim, self.encoder.max_length
         distinct = sorted({caption for row in rows for caption in row})
         self.states = encode_captions(
             self.encoder, distinct, states_path(token_path, self.encoder), weights, progress=progress
