@@ -19,11 +19,13 @@ from semtok.pipelines.stages import Stages
 from semtok.pipelines.suite import ROWS, SUITES, collect_row, train_decoder, train_tokenizer
 from semtok.pipelines.suite_t2i import (
     CAPTIONED,
+    NO_PERCEPTUAL,
     PROMPT_ATTRIBUTES,
     PROMPT_HELD_OUT,
     PROMPTS,
     captioned_judge,
     collect_t2i,
+    pixel_loss,
     t2i_results,
     t2i_stages,
 )
@@ -60,14 +62,16 @@ def test_every_main_row_and_the_judges_train_on_the_captioned_data(captured, tmp
     budget = SUITES["quick"]
     main_rows = [row for row, (_, _, _, ablation) in ROWS.items() if not ablation]
     for row in main_rows:
-        train_tokenizer(row, tmp_path / row, budget, False, dataset=CAPTIONED)
-    train_decoder(tmp_path / "vqkd", tmp_path / "decoder", budget, False, dataset=CAPTIONED)
+        train_tokenizer(row, tmp_path / row, budget, False, CAPTIONED, pixel_loss(row))
+    train_decoder(tmp_path / "vqkd", tmp_path / "decoder", budget, False, CAPTIONED, NO_PERCEPTUAL)
     judge = captioned_judge(tmp_path, budget, Stages(tmp_path / "_shared"), False)
     assert [stage for stage, _ in captured] == ["vqgan", "fsq", "cvq", "vqkd", "cluster", "decoder", "judge"]
     for stage, config in captured:
         assert config.data.dataset == CAPTIONED and config.data.augment == "none", stage
         if stage not in ("cluster", "judge", "decoder"):
             assert config.train.steps == budget.tokenizer_steps
+        if stage in ("vqgan", "fsq", "cvq", "decoder"):  # no perceptual term on the captioned data
+            assert config.loss.perceptual_weight == 0.0, stage
     assert captured[-1][1].train.steps == budget.judge_steps and judge == tmp_path / "judge_captioned"
     captured.clear()
     train_tokenizer("vqkd-random", tmp_path / "ablation", budget, False)  # the class-conditional default

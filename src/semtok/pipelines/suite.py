@@ -91,11 +91,17 @@ GENERATORS: dict[str, tuple[str, str]] = {"ar": ("ar-mnist", ""), "nar": ("nar-m
 
 
 def train_tokenizer(
-    row: str, run_dir: Path, budget: Budget, progress: bool, dataset: str = "mnist5k"
+    row: str,
+    run_dir: Path,
+    budget: Budget,
+    progress: bool,
+    dataset: str = "mnist5k",
+    extra: tuple[str, ...] = (),
 ) -> None:
-    """The row's tokenizer stage into ``run_dir`` (``run_dir/tokenizer`` afterwards), trained on ``dataset``."""
+    """The row's tokenizer stage into ``run_dir`` (``run_dir/tokenizer`` afterwards), trained on ``dataset``
+    (``extra``: more overrides)."""
     kind, config_name, overrides, _ = ROWS[row]
-    overrides = (f"data.dataset={dataset}", *overrides)
+    overrides = (f"data.dataset={dataset}", *overrides, *extra)
     steps = [f"train.steps={budget.tokenizer_steps}"]
     if kind == "vqkd":
         from semtok.training import train
@@ -120,16 +126,27 @@ def train_tokenizer(
 
 
 def train_decoder(
-    tokenizer_run: Path, run_dir: Path, budget: Budget, progress: bool, dataset: str = "mnist5k"
+    tokenizer_run: Path,
+    run_dir: Path,
+    budget: Budget,
+    progress: bool,
+    dataset: str = "mnist5k",
+    extra: tuple[str, ...] = (),
 ) -> None:
-    """The pixel decoder of a feature tokenizer (``tokenizer_run``) into ``run_dir``, trained on ``dataset``."""
+    """The pixel decoder of a feature tokenizer (``tokenizer_run``) into ``run_dir``, trained on ``dataset``
+    (``extra``: more overrides)."""
     from semtok.training import train
     from semtok.training.pixel import DecoderRunConfig
 
     config = load_config(
         DecoderRunConfig,
         "decoder-vqkd-mnist",
-        [f"tokenizer={tokenizer_run}", f"train.steps={budget.decoder_steps}", f"data.dataset={dataset}"],
+        [
+            f"tokenizer={tokenizer_run}",
+            f"train.steps={budget.decoder_steps}",
+            f"data.dataset={dataset}",
+            *extra,
+        ],
     )
     resume_train(run_dir, lambda resume: train("decoder", config, run_dir, resume, progress))
 
