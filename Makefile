@@ -26,6 +26,7 @@ bench: install
 	$(PYTHON) -m semtok bench --suite mnist --out runs/bench/suite-mnist
 	$(PYTHON) benchmarks/bench_sampling.py
 	$(PYTHON) benchmarks/bench_masked_sampling.py
+	$(PYTHON) benchmarks/bench_text_sampling.py
 	$(PYTHON) benchmarks/bench_quantizer.py
 	$(PYTHON) benchmarks/bench_vqkd.py
 	$(PYTHON) benchmarks/bench_kmeans.py
