@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from semtok.data.token_file import read_manifest, token_paths
+from semtok.data.token_file import read_json_file, read_manifest, token_paths
 from semtok.errors import SemtokError
 from semtok.hub.files import atomic_write
 
@@ -69,12 +69,7 @@ def read_token_captions(token_path: str | Path) -> list[list[str]] | None:
     path = manifest_path.parent / name
     if not path.is_file():
         raise SemtokError(f"token captions '{path}' (named by '{manifest_path}') does not exist")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise SemtokError(f"token captions '{path}' is not valid JSON ({error.msg})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SemtokError(f"token captions '{path}' could not be read ({error})") from None
+    document = read_json_file(path, "token captions")
     if not isinstance(document, dict) or document.get("format") != CAPTIONS_FORMAT:
         raise SemtokError(f"token captions '{path}' is not a {CAPTIONS_FORMAT} file")
     if document.get("version") != 1:

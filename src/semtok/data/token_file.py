@@ -89,6 +89,17 @@ _MANIFEST_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def read_json_file(path: Path, what: str) -> Any:
+    """The parsed JSON of ``path`` (a ``what``: a manifest, a captions file); one SemtokError naming it when it is not
+    valid JSON or cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SemtokError(f"{what} '{path}' is not valid JSON ({error.msg})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SemtokError(f"{what} '{path}' could not be read ({error})") from None
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The checked manifest (``NAME.json``) of a token file given as ``NAME``, ``NAME.json`` or ``NAME.npy``."""
     manifest_path = token_paths(path)[2]
@@ -98,12 +109,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         )
     if not manifest_path.is_file():
         raise SemtokError(f"token manifest '{manifest_path}' is a folder, expected a JSON file")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as error:
-        raise SemtokError(f"'{manifest_path}' is not valid JSON ({error.msg})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SemtokError(f"token manifest '{manifest_path}' could not be read ({error})") from None
+    manifest = read_json_file(manifest_path, "token manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SemtokError(f"'{manifest_path}' is not a {FORMAT} manifest")
     if manifest.get("version") != 1:
