@@ -41,3 +41,42 @@ def resume_train(run_dir: Path, work: Callable[[bool], Any]) -> None:
 def write_json(path: Path, results: dict[str, Any]) -> None:
     """``results`` as indented JSON at ``path``."""
     path.write_text(json.dumps(results, indent=2))
+
+
+def generation_seed_stages(
+    stages: Stages,
+    run_dir: Path,
+    dataset: str,
+    judge: Path,
+    seeds: tuple[int, ...],
+    limit: int | None,
+    progress: bool,
+    out_dir: Path,
+    file_prefix: str,
+    stage_prefix: str,
+) -> None:
+    """Generation metrics of the model in ``run_dir`` on ``dataset`` val, one stage per sampling seed (default
+    settings; ``limit``: val images, None = all), written to ``out_dir/{file_prefix}generation_seed{S}.json``; each
+    reused when its file exists."""
+    from semtok.evaluation.generation import evaluate_generation
+    from semtok.generators.sampling import SamplingConfig
+
+    for seed in seeds:
+        path = out_dir / f"{file_prefix}generation_seed{seed}.json"
+        stages.run(
+            f"{stage_prefix}generation_seed{seed}",
+            path,
+            lambda seed=seed, path=path: write_json(
+                path,
+                evaluate_generation(
+                    run_dir,
+                    dataset,
+                    "val",
+                    SamplingConfig(),
+                    seed,
+                    judge=judge,
+                    progress=progress,
+                    limit=limit,
+                ),
+            ),
+        )

@@ -38,7 +38,7 @@ import torch
 
 from semtok.config import load_config
 from semtok.errors import SemtokError
-from semtok.pipelines.stages import Stages, resume_train, write_json
+from semtok.pipelines.stages import Stages, generation_seed_stages, resume_train, write_json
 
 
 @dataclass(frozen=True)
@@ -225,7 +225,6 @@ def generator_stages(
 ) -> None:
     """One proposal network (``family``: a key of :data:`GENERATORS`) on the row's tokens: training, generation
     metrics per sampling seed, a sample grid per class; each stage reused when its output exists."""
-    from semtok.evaluation.generation import evaluate_generation
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
     from semtok.training import train
@@ -251,25 +250,9 @@ def generator_stages(
         lambda: resume_train(run_dir, lambda r: train(family, config, run_dir, r, progress)),
     )
     sampling = SamplingConfig()
-    for seed in seeds:
-        path = row_dir / f"{prefix}generation_seed{seed}.json"
-        stages.run(
-            f"{prefix}generation_seed{seed}",
-            path,
-            lambda seed=seed, path=path: write_json(
-                path,
-                evaluate_generation(
-                    run_dir,
-                    "mnist5k",
-                    "val",
-                    sampling,
-                    seed,
-                    judge=judge_dir,
-                    progress=progress,
-                    limit=budget.eval_images,
-                ),
-            ),
-        )
+    generation_seed_stages(
+        stages, run_dir, "mnist5k", judge_dir, seeds, budget, progress, row_dir, prefix, prefix
+    )
     sampler = None
     for label in range(10):
         grid = row_dir / f"{prefix}samples" / f"class_{label}.png"

@@ -27,7 +27,7 @@ from typing import Any
 
 from semtok.config import load_config
 from semtok.data.captioned_mnist import COLOUR_NAMES, HELD_OUT, SIZES, Attributes, caption_for
-from semtok.pipelines.stages import Stages, resume_train, write_json
+from semtok.pipelines.stages import Stages, generation_seed_stages, resume_train
 from semtok.pipelines.suite import (
     FEATURE_KINDS,
     ROWS,
@@ -110,7 +110,6 @@ def t2i_stages(row: str, row_dir: Path, stages: Stages, budget: Budget, judge: P
     """The text-to-image branch of main row ``row`` into ``row_dir/t2i`` (the layout of the module docstring),
     every stage timed by ``stages`` as ``t2i_*`` and skipped when its output exists; ``judge``: the captioned
     judge run (:func:`captioned_judge`)."""
-    from semtok.evaluation.generation import evaluate_generation
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
     from semtok.pipelines.tokenize import tokenize_dataset
@@ -159,25 +158,9 @@ def t2i_stages(row: str, row_dir: Path, stages: Stages, budget: Budget, judge: P
         lambda: resume_train(run_dir, lambda resume: train("ar", config, run_dir, resume, progress)),
     )
     sampling = SamplingConfig()
-    for seed in budget.seeds:
-        path = t2i / f"generation_seed{seed}.json"
-        stages.run(
-            f"t2i_generation_seed{seed}",
-            path,
-            lambda seed=seed, path=path: write_json(
-                path,
-                evaluate_generation(
-                    run_dir,
-                    CAPTIONED,
-                    "val",
-                    sampling,
-                    seed,
-                    judge=judge,
-                    progress=progress,
-                    limit=budget.eval_images,
-                ),
-            ),
-        )
+    generation_seed_stages(
+        stages, run_dir, CAPTIONED, judge, budget.seeds, budget.eval_images, progress, t2i, "", "t2i_"
+    )
     samples = t2i / "samples.png"
     stages.run(
         "t2i_samples",
