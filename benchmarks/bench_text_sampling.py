@@ -20,17 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from bench_sampling import timed  # median of the timed runs after one warm-up (the AR benchmark's timer)
 from semtok.generators import ARConfig, ARTransformer, SamplingConfig, generate
 from semtok.generators.cpu_inference import pack_for_cpu
 from semtok.generators.masked import MaskedConfig, MaskedTransformer
 from semtok.generators.masked_sampling import generate_masked
+from semtok.pipelines.machine import machine_info
 
 SHAPES = {
     "mnist": {
@@ -73,16 +72,6 @@ def build(family: str, shape: dict, text: bool) -> torch.nn.Module:
     model = model_class(config).eval()
     torch.nn.init.normal_(model.head.weight, std=0.02)  # not the zero init: real logits to sample from
     return pack_for_cpu(model)
-
-
-def timed(run, repeats: int) -> float:
-    run()
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
 
 
 @torch.inference_mode()
@@ -134,8 +123,7 @@ def main() -> None:
     names = ["mnist"] if args.quick else list(SHAPES)
     repeats = 1 if args.quick else args.repeats
     results = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()},
-        "torch": torch.__version__,
+        "machine": machine_info(),
         "repeats": repeats,
         **{name: measure(name, SHAPES[name], repeats) for name in names},
     }
