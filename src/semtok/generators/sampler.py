@@ -125,6 +125,13 @@ class Sampler:
                 )
         return self._text_encoder
 
+    def encode_prompts(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text condition of ``prompts``: (embeddings [B, L, text_dim] float32, mask [B, L] bool); an empty or
+        blank prompt gets an all-False mask, i.e. the model's null prefix (unconditional)."""
+        embeddings, mask = self.text_encoder([prompt or " " for prompt in prompts])
+        empty = torch.tensor([not prompt.strip() for prompt in prompts])
+        return embeddings, mask & ~empty[:, None]
+
     def check_class(self, label: int) -> None:
         if not 0 <= label < max(self.num_classes, 1) and not (self.num_classes == 0 and label == 0):
             raise SemtokError(f"class label {label}: this model has classes 0..{self.num_classes - 1}")
@@ -153,22 +160,22 @@ class Sampler:
         if self.is_text:
             if prompts is None or labels_B is not None:
                 raise SemtokError(f"'{self.model_dir}' is a text model: give prompts, not class labels")
-            conditions: list[Any] = list(prompts)
+            count = len(prompts)
         else:
             if prompts is not None:
                 raise SemtokError(f"'{self.model_dir}' is class-conditional: give class labels, not prompts")
             labels_B = torch.as_tensor(labels_B, dtype=torch.long)
-            conditions = list(torch.zeros_like(labels_B) if self.num_classes == 0 else labels_B)
+            if self.num_classes == 0:
+                labels_B = torch.zeros_like(labels_B)
+            count = labels_B.shape[0]
         grid = tuple(self.model.config.grid)
         images, ids = [], []
-        for index, start in enumerate(range(0, len(conditions), batch_size)):
-            chunk, text = conditions[start : start + batch_size], None
+        for index, start in enumerate(range(0, count, batch_size)):
+            chunk, text = None, None
             if self.is_text:
-                embeddings, mask = self.text_encoder([prompt or " " for prompt in chunk])
-                empty = torch.tensor([not prompt.strip() for prompt in chunk])
-                text, chunk = (embeddings, mask & ~empty[:, None]), None  # empty: unconditional
+                text = self.encode_prompts(prompts[start : start + batch_size])
             else:
-                chunk = torch.stack(chunk)
+                chunk = labels_B[start : start + batch_size]
             chunk_seed = seed * 1_000_003 + index
             if self.family == "masked":
                 steps: list[torch.Tensor] | None = [] if record is not None else None
