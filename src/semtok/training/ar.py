@@ -160,11 +160,17 @@ class ARStage(Stage):
 
     def open_captions(self, path: str, engine: Engine) -> CaptionCondition:
         """The captions of a token file with their text states: encoded by the main process (written beside the
-        token file), then read by the others."""
+        token file), then read by the others. The val set's reuses the train set's encoder."""
         model = self.config.model
+        built = None if self.captions is None else self.captions.encoder
         with engine.accelerator.main_process_first():
             return CaptionCondition(
-                path, model.text_encoder, model.text_encoder_weights, model.text_len, engine.show_progress
+                path,
+                model.text_encoder,
+                model.text_encoder_weights,
+                model.text_len,
+                engine.show_progress,
+                built,
             )
 
     def train_condition(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:

@@ -15,17 +15,24 @@ import torch
 
 from semtok.data.token_captions import read_token_captions
 from semtok.errors import SemtokError
+from semtok.text.base import TextEncoder
 from semtok.text.registry import build_text_encoder
 from semtok.text.states import encode_captions, states_path
 
 
 class CaptionCondition:
     """The captions of token file ``token_path`` under text encoder ``encoder`` (a registry name) with prefixes of
-    ``text_len`` tokens (0: the encoder's limit, at most 120). ``condition(rows_B, dropout)`` -> the model's condition keywords ``text`` = (embeddings
+    ``text_len`` tokens (0: the encoder's limit, at most 120); ``built``: that encoder already loaded, to reuse. ``condition(rows_B, dropout)`` -> the model's condition keywords ``text`` = (embeddings
     ``[B, text_len, C]`` float32, mask ``[B, text_len]`` bool) and ``dropped_B`` (bool ``[B]``)."""
 
     def __init__(
-        self, token_path: str | Path, encoder: str, weights: str, text_len: int, progress: bool = True
+        self,
+        token_path: str | Path,
+        encoder: str,
+        weights: str,
+        text_len: int,
+        progress: bool = True,
+        built: TextEncoder | None = None,
     ) -> None:
         rows = read_token_captions(token_path)
         if rows is None:
@@ -33,9 +40,12 @@ class CaptionCondition:
                 f"token file '{token_path}' has no captions: tokenize a captioned data set (mnist5k-captioned, a "
                 "COCO root, a folder with captions.jsonl) for a text model"
             )
-        self.encoder = build_text_encoder(encoder, weights or None, max_length=text_len)
-        if not text_len:  # the encoder's own limit, at most LlamaGen's 120
-            self.encoder.max_length = min(self.encoder.max_length, 120)
+        if built is not None:  # that encoder, already loaded (the train set's, for the val set)
+            self.encoder = built
+        else:
+            self.encoder = build_text_encoder(encoder, weights or None, max_length=text_len)
+            if not text_len:  # the encoder's own limit, at most LlamaGen's 120
+                self.encoder.max_length = min(self.encoder.max_length, 120)
         self.dim, self.text_len = self.encoder.dim, self.encoder.max_length
         distinct = sorted({caption for row in rows for caption in row})
         self.states = encode_captions(
