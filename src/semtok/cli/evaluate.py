@@ -40,6 +40,19 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     checks.add_sampling_options(generation)
     generation.add_argument("--samples-out", help="also write a grid of the first 64 samples (.png)")
     generation.add_argument(
+        "--num-samples",
+        type=int,
+        help="sample for this many evenly spaced labels of --split (default: every one; e.g. 50000 on ImageNet val)",
+    )
+    generation.add_argument(
+        "--reference",
+        help="FID reference statistics .npz (mu, sigma: ADM's VIRTUAL_imagenet256_labeled.npz or `semtok stats`)",
+    )
+    generation.add_argument(
+        "--samples-npz",
+        help="also write the samples as an ADM sample batch .npz (arr_0 uint8 NHWC, arr_1 labels)",
+    )
+    generation.add_argument(
         "--clip-weights", help="text runs: open_clip CLIP weights file for the CLIP score"
     )
     generation.add_argument(
@@ -69,6 +82,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ("--judge", args.judge),
         ("--samples-out", args.samples_out),
         ("--clip-weights", args.clip_weights),
+        ("--num-samples", args.num_samples),
+        ("--reference", args.reference),
+        ("--samples-npz", args.samples_npz),
     ):
         if value is not None:
             raise SemtokError(
@@ -126,8 +142,12 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     checks.input_file(args.inception_weights, "--inception-weights", "weights file")
     checks.input_file(args.clip_weights, "--clip-weights", "weights file")
     checks.output_file(args.samples_out, "--samples-out", (".png",))
+    checks.positive_int(args.num_samples, "--num-samples", "a positive number of samples")
+    checks.input_file(args.reference, "--reference", "statistics file (.npz)")
+    checks.output_file(args.samples_npz, "--samples-npz", (".npz",))
     checks.output_file(args.out, "--out")
 
+    from semtok.data.processes import join
     from semtok.evaluation.common import format_table, write_json
     from semtok.evaluation.generation import evaluate_generation
     from semtok.generators.sampler import resolve_generator_dir
@@ -147,7 +167,13 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
         samples_out=args.samples_out,
         clip_weights=args.clip_weights,
         clip_model=args.clip_model,
+        num_samples=args.num_samples,
+        reference=args.reference,
+        samples_npz=args.samples_npz,
+        processes=join(),
     )
+    if results is None:  # another process of a distributed run: the main one writes
+        return 0
     name = f"eval_generation_{args.split}_seed{args.seed}.json"
     default = resolve_generator_dir(args.path).parent / name
     out = Path(args.out) if args.out else default

@@ -134,6 +134,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     import torch
 
+    from semtok.data.processes import join
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
     from semtok.visual.provenance import write_samples
@@ -141,6 +142,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     prompts = checks.prompt_list(args.prompts, args.prompts_file)
     sampling = SamplingConfig(**checks.sampling_fields(args))
     sampler = Sampler(args.path, args.tokenizer)
+    processes = join()
     if sampler.is_text != (prompts is not None):
         if sampler.is_text:
             raise SemtokError(
@@ -159,7 +161,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
             args.images,
             not args.no_progress,
             prompts=[prompt for prompt in prompts for _ in range(args.n)],
+            processes=processes,
         )
+        if path is None:  # another process of a distributed run: the main one writes
+            return 0
         count = len(prompts) * args.n
         print(f"samples: {path} ({count} images; provenance in {path.with_suffix('.json')})")
         return 0
@@ -187,7 +192,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         args.batch_size,
         args.images,
         not args.no_progress,
+        processes=processes,
     )
+    if path is None:
+        return 0
     print(f"samples: {path} ({len(labels)} images; provenance in {path.with_suffix('.json')})")
     return 0
 

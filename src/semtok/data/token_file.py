@@ -33,26 +33,65 @@ def token_paths(out: str | Path) -> tuple[Path, Path, Path]:
     return stem.with_suffix(".npy"), stem.parent / f"{stem.name}.labels.npy", stem.with_suffix(".json")
 
 
+def token_dtype(num_codes: int) -> type:
+    """The ids' dtype for a codebook of ``num_codes``: uint16 up to 65,536 codes, else int32."""
+    return np.uint16 if num_codes <= 65536 else np.int32
+
+
 def write_token_file(
     out: str | Path, ids_NHW: torch.Tensor, labels_N: torch.Tensor, num_codes: int, meta: dict[str, Any]
 ) -> Path:
     """Write ids [N, h, w] (int64 in [0, num_codes)), labels [N] and the manifest; returns the manifest path."""
-    ids_path, labels_path, manifest_path = token_paths(out)
+    ids_path = token_paths(out)[0]
     ids_path.parent.mkdir(parents=True, exist_ok=True)
-    dtype = np.uint16 if num_codes <= 65536 else np.int32
-    ids = ids_NHW.cpu().numpy().astype(dtype)
-    labels = labels_N.cpu().numpy().astype(np.int64)
+    ids = ids_NHW.cpu().numpy().astype(token_dtype(num_codes))
     atomic_write(ids_path, lambda tmp: np.save(open(tmp, "wb"), ids))  # noqa: SIM115
+    return _write_labels_and_manifest(out, ids.shape, labels_N, num_codes, meta)
+
+
+def partial_ids_path(out: str | Path) -> Path:
+    """Where :func:`create_partial_ids` puts the ids while they are written (``NAME.npy.partial``)."""
+    ids_path = token_paths(out)[0]
+    return ids_path.with_name(ids_path.name + ".partial")
+
+
+def create_partial_ids(out: str | Path, num_rows: int, grid: tuple[int, int], num_codes: int) -> Path:
+    """Create the ids file ``[num_rows, h, w]`` under its partial name, for processes to fill in place
+    (``np.load(path, mmap_mode="r+")``, each its own rows); :func:`finish_token_file` then publishes it."""
+    path = partial_ids_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = np.lib.format.open_memmap(path, mode="w+", dtype=token_dtype(num_codes), shape=(num_rows, *grid))
+    ids.flush()
+    del ids
+    return path
+
+
+def finish_token_file(out: str | Path, labels_N: torch.Tensor, num_codes: int, meta: dict[str, Any]) -> Path:
+    """Publish the filled partial ids file (renamed atomically to ``NAME.npy``), then write the labels and the
+    manifest; returns the manifest path."""
+    partial = partial_ids_path(out)
+    ids = np.load(partial, mmap_mode="r")
+    shape = ids.shape
+    del ids
+    partial.replace(token_paths(out)[0])
+    return _write_labels_and_manifest(out, shape, labels_N, num_codes, meta)
+
+
+def _write_labels_and_manifest(
+    out: str | Path, shape: tuple[int, ...], labels_N: torch.Tensor, num_codes: int, meta: dict[str, Any]
+) -> Path:
+    ids_path, labels_path, manifest_path = token_paths(out)
+    labels = labels_N.cpu().numpy().astype(np.int64)
     atomic_write(labels_path, lambda tmp: np.save(open(tmp, "wb"), labels))  # noqa: SIM115
     manifest = {
         "format": FORMAT,
         "version": 1,
         "ids_file": ids_path.name,
         "labels_file": labels_path.name,
-        "num_images": int(ids.shape[0]),
-        "grid": [int(ids.shape[1]), int(ids.shape[2])],
+        "num_images": int(shape[0]),
+        "grid": [int(shape[1]), int(shape[2])],
         "num_codes": int(num_codes),
-        "dtype": np.dtype(dtype).name,
+        "dtype": np.dtype(token_dtype(num_codes)).name,
         **meta,
     }
     atomic_write(manifest_path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2)))

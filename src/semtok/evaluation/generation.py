@@ -18,14 +18,15 @@ colour, size, all-correct, seen vs held-out pairs; flat keys ``prompt_{digit,col
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from semtok.data import build_dataset
+from semtok.data.processes import Processes
 from semtok.errors import SemtokError
+from semtok.evaluation.sample_features import sample_features
 from semtok.generators.sampler import Sampler
 from semtok.generators.sampling import SamplingConfig
 
@@ -92,6 +93,22 @@ def text_scores(
     return results
 
 
+def reference_batch(path: str | Path, extractor: Any, progress: bool) -> tuple[Any, Any, Any, str]:
+    """(mu, sigma, reference features [M, 2048] or None, description) of a reference ``.npz``: its ``mu`` / ``sigma``
+    (as the ADM evaluator reads them), and the features of its images (``arr_0``) when it holds any."""
+    from semtok.metrics.image_batches import has_images, read_image_batch, read_stats
+
+    mu, sigma = read_stats(path)
+    if not has_images(path):
+        return mu, sigma, None, f"statistics {path}"
+    images_NHW3, _ = read_image_batch(path)
+    batches = (
+        torch.from_numpy(images_NHW3[i : i + 64]).permute(0, 3, 1, 2) for i in range(0, len(images_NHW3), 64)
+    )
+    features = extractor.extract(batches, progress=progress)
+    return mu, sigma, features, f"statistics of {path} ({len(images_NHW3)} images for precision / recall)"
+
+
 def evaluate_generation(
     path: str | Path,
     data: str | None = None,
@@ -107,13 +124,24 @@ def evaluate_generation(
     limit: int | None = None,
     clip_weights: str | None = None,
     clip_model: str = "ViT-B-16",
-) -> dict[str, Any]:
+    num_samples: int | None = None,
+    reference: str | Path | None = None,
+    samples_npz: str | Path | None = None,
+    processes: Processes | None = None,
+) -> dict[str, Any] | None:
     """gFID, precision, recall, Inception Score (or why skipped), class accuracy of an AR or masked run's samples.
 
     ``data``: the reference images (default: the data set the model's tokens came from). ``samples_out``: also
     write a grid of the first 64 samples there (PNG with provenance). ``limit``: only the labels of an evenly spaced
     subset of that many reference images (and that subset as the reference). ``clip_weights`` (text models): an
     open_clip weights file of ``clip_model`` for the CLIP score (OpenAI's weights as a file: ``ViT-B-16-quickgelu``).
+    ``num_samples``: sample for an evenly spaced ``num_samples`` of the split's labels (prompts) instead of all of
+    them (the split's label set, without repeats: more is an error); the reference stays the whole split.
+    ``reference``: an ``.npz`` with ``mu`` / ``sigma`` (the ADM reference batch ``VIRTUAL_imagenet256_labeled.npz``,
+    or ``semtok stats`` output) instead of the split's statistics; its images (``arr_0``), when present, are the
+    precision / recall reference. ``samples_npz``: also write the samples as an ADM sample batch (``arr_0`` uint8
+    [N, H, W, 3], ``arr_1`` labels), the exact images scored. ``processes``: split the sampling over the job's
+    processes (:func:`semtok.data.processes.join`); the main process returns the results, the others None.
     """
     from semtok.evaluation.common import evenly_spaced, fid_reference
     from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance
@@ -147,9 +175,17 @@ def evaluate_generation(
             )
     image_size = sampler.tokenizer.config.image_size
     dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
-    labels, prompts, attributes = dataset_labels(dataset), None, None
+    conditioned = dataset
+    if num_samples is not None:
+        if num_samples < 1 or num_samples > len(dataset):
+            raise SemtokError(
+                f"--num-samples {num_samples}: the {split} split of '{data}' has {len(dataset)} labels and the "
+                f"protocol samples each at most once (no repeats); ask for 1..{len(dataset)} or use a larger split"
+            )
+        conditioned = evenly_spaced(dataset, num_samples)
+    labels, prompts, attributes = dataset_labels(conditioned), None, None
     if sampler.is_text:
-        prompts, attributes = caption_prompts(dataset, data, split)
+        prompts, attributes = caption_prompts(conditioned, data, split)
     elif sampler.num_classes > 0:
         if int(labels.min()) < 0:
             raise SemtokError(
@@ -160,22 +196,34 @@ def evaluate_generation(
                 f"data set '{data}' ({split}) has label {int(labels.max())}, the {model} only "
                 f"{sampler.num_classes} classes"
             )
-    started = time.time()
     condition = {"prompts": prompts} if sampler.is_text else {"labels_B": labels}
-    images, _ = sampler.sample(
-        sampling=sampling, seed=seed, batch_size=batch_size, progress=progress, **condition
-    )
-    sample_seconds = time.time() - started
-
     extractor = InceptionFeatures(weights=inception_weights)
-    reference = fid_reference(dataset, data, split, image_size, extractor, limit, progress, features=True)
-    chunks = images.split(64)
-    if extractor.has_logits:
-        features, logits = extractor.extract_with_logits(chunks, progress=progress)
+    collected = sample_features(
+        sampler,
+        condition,
+        sampling,
+        seed,
+        batch_size,
+        extractor,
+        judge=judge_model,
+        keep_images=sampler.is_text or samples_npz is not None,
+        processes=processes,
+        progress=progress,
+    )
+    if collected is None:  # not the main process: the main one computes and writes the metrics
+        return None
+    features, logits = collected.features, collected.logits
+    if reference is not None:
+        mu_ref, sigma_ref, reference_features, reference_about = reference_batch(
+            reference, extractor, progress
+        )
     else:
-        features, logits = extractor.extract(chunks, progress=progress), None
+        reference_features = fid_reference(
+            dataset, data, split, image_size, extractor, limit, progress, features=True
+        )
+        mu_ref, sigma_ref = feature_stats(reference_features)
+        reference_about = f"{data} {split} images ({len(dataset)} images, {image_size} px)"
     mu, sigma = feature_stats(features)
-    mu_ref, sigma_ref = feature_stats(reference)
     results: dict[str, Any] = {
         "model": str(sampler.model_dir),
         "generator_kind": sampler.kind,
@@ -183,28 +231,34 @@ def evaluate_generation(
         "tokenizer_kind": sampler.tokenizer.kind,
         "data": str(data),
         "split": split,
-        "samples": int(images.shape[0]),
+        "samples": int(features.shape[0]),
         "protocol": f"one sample per {split} image, prompted with its first caption"
         if sampler.is_text
         else f"one sample per {split} label",
         "seed": seed,
         "sampling": dataclasses.asdict(sampling),
-        "sample_seconds": round(sample_seconds, 1),
+        "processes": (processes or Processes()).world_size,
+        "sample_seconds": round(collected.seconds, 1),
         "gfid": frechet_distance(mu, sigma, mu_ref, sigma_ref),
-        **{key: value for key, value in precision_recall(reference, features, k=3).items()},
-        "precision_recall_k": 3,
         "fid_extractor": extractor.extractor_id,
-        "fid_reference": f"{data} {split} images ({len(dataset)} images, {image_size} px)",
+        "fid_reference": reference_about,
     }
+    if num_samples is not None:
+        results["protocol"] += f", {num_samples} evenly spaced"
+    if reference_features is not None:
+        results.update(precision_recall(reference_features, features, k=3))
+        results["precision_recall_k"] = 3
+    else:
+        results["precision_recall_skipped"] = "the reference file holds statistics only, no images (arr_0)"
     results.update(inception_score_report(logits))
+    images = collected.images
     if sampler.is_text:
-        results.update(text_scores(images, prompts, attributes, judge_model, clip_weights, clip_model))
+        floats = images.float() / 127.5 - 1.0  # the uint8 samples, back in [-1, 1]
+        results.update(text_scores(floats, prompts, attributes, judge_model, clip_weights, clip_model))
         if judge_model is not None:
             results["judge"] = str(judge_dir)
     elif judge_model is not None:
-        from semtok.evaluation.judge import class_accuracy
-
-        results["class_accuracy"] = class_accuracy(judge_model, images, labels)
+        results["class_accuracy"] = float((collected.predicted == labels.numpy()).mean())
         results["judge"] = str(judge_dir)
     else:
         reason = (
@@ -213,11 +267,17 @@ def evaluate_generation(
             else "unconditional model"
         )
         results["class_accuracy_skipped"] = reason
+    if samples_npz is not None:
+        from semtok.metrics.image_batches import write_sample_batch
+
+        chosen = None if sampler.is_text or sampler.num_classes == 0 else labels.numpy()
+        path = write_sample_batch(samples_npz, images.permute(0, 2, 3, 1).numpy(), chosen)
+        results["samples_npz"] = str(path)
     if samples_out is not None:
         from semtok.visual.provenance import save_png
 
         first = min(64, images.shape[0])
         shown = {"prompts": prompts[:first]} if sampler.is_text else {"classes": labels[:first].tolist()}
         provenance = sampler.provenance(sampling, seed, batch_size, **shown)
-        results["samples_grid"] = str(save_png(images[:first], samples_out, provenance))
+        results["samples_grid"] = str(save_png(images[:first].float() / 127.5 - 1.0, samples_out, provenance))
     return results

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from semtok.data.processes import Processes, in_batch_order
 from semtok.errors import SemtokError
 from semtok.generators.ar import ARTransformer
 from semtok.generators.cpu_inference import pack_for_cpu
@@ -136,7 +138,6 @@ class Sampler:
         if not 0 <= label < max(self.num_classes, 1) and not (self.num_classes == 0 and label == 0):
             raise SemtokError(f"class label {label}: this model has classes 0..{self.num_classes - 1}")
 
-    @torch.inference_mode()
     def sample(
         self,
         labels_B: torch.Tensor | None = None,
@@ -146,16 +147,40 @@ class Sampler:
         progress: bool = False,
         record: list[torch.Tensor] | None = None,
         prompts: list[str] | None = None,
+        processes: Processes | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(images [B, 3, H, W] in [-1, 1], token ids [B, h, w]) for class labels ``labels_B`` (int64 [B]) or, for a
         text model, ``prompts`` (B strings; an empty or blank prompt samples unconditionally, from the null prefix
         that caption dropout trained).
 
         Batch ``j`` (of ``batch_size`` labels) is drawn with seed ``seed * 1000003 + j``, so a run is reproducible for the
-        same labels, seed, batch size and settings. An unconditional model (0 classes) ignores the labels.
-        ``record`` (masked models): receives each batch's grid after every decoding step, ``[b, h, w]`` int64 with
-        ``-1`` where still masked (:func:`semtok.generators.masked_sampling.generate_masked`).
+        same labels, seed, batch size and settings, in one process or split over many (:meth:`sample_batches`). An
+        unconditional model (0 classes) ignores the labels. ``record`` (masked models): receives each batch's grid
+        after every decoding step, ``[b, h, w]`` int64 with ``-1`` where still masked
+        (:func:`semtok.generators.masked_sampling.generate_masked`). ``processes``: each process samples its own
+        batches and every process gets all of them back, in order.
         """
+        mine = self.sample_batches(labels_B, sampling, seed, batch_size, progress, record, prompts, processes)
+        parts = [(index, (images, ids)) for index, images, ids in mine]
+        batches = in_batch_order((processes or Processes()).gather(parts))
+        return torch.cat([images for images, _ in batches]), torch.cat([ids for _, ids in batches])
+
+    @torch.inference_mode()
+    def sample_batches(
+        self,
+        labels_B: torch.Tensor | None = None,
+        sampling: SamplingConfig | None = None,
+        seed: int = 0,
+        batch_size: int = 64,
+        progress: bool = False,
+        record: list[torch.Tensor] | None = None,
+        prompts: list[str] | None = None,
+        processes: Processes | None = None,
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """``(j, images [b, 3, H, W] in [-1, 1], ids [b, h, w])`` for each global batch ``j`` of this process
+        (``processes``: every ``world_size``-th batch from ``rank`` on, :class:`semtok.data.processes.Processes`;
+        default: every batch). Batch ``j`` holds items ``[j * batch_size, (j + 1) * batch_size)`` and is seeded by
+        ``seed * 1000003 + j`` alone, so the images are the same whatever the number of processes."""
         sampling = sampling or SamplingConfig()
         if self.is_text:
             if prompts is None or labels_B is not None:
@@ -169,13 +194,12 @@ class Sampler:
                 labels_B = torch.zeros_like(labels_B)
             count = labels_B.shape[0]
         grid = tuple(self.model.config.grid)
-        images, ids = [], []
-        for index, start in enumerate(range(0, count, batch_size)):
+        for index, start, stop in (processes or Processes()).batches(count, batch_size):
             chunk, text = None, None
             if self.is_text:
-                text = self.encode_prompts(prompts[start : start + batch_size])
+                text = self.encode_prompts(prompts[start:stop])
             else:
-                chunk = labels_B[start : start + batch_size]
+                chunk = labels_B[start:stop]
             chunk_seed = seed * 1_000_003 + index
             if self.family == "masked":
                 steps: list[torch.Tensor] | None = [] if record is not None else None
@@ -187,9 +211,7 @@ class Sampler:
                     self.fast_model, chunk, sampling, seed=chunk_seed, progress=progress, text=text
                 )
             tokens = tokens.view(-1, *grid)
-            ids.append(tokens)
-            images.append(self.tokenizer.decode(tokens).clamp(-1, 1))
-        return torch.cat(images), torch.cat(ids)
+            yield index, self.tokenizer.decode(tokens).clamp(-1, 1), tokens
 
     def provenance(
         self, sampling: SamplingConfig, seed: int, batch_size: int, **fields: Any

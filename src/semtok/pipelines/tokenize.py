@@ -14,13 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from semtok.config import to_dict
 from semtok.data.build import build_dataset
+from semtok.data.processes import Processes, in_batch_order
 from semtok.data.token_captions import write_token_captions
-from semtok.data.token_file import write_token_file
+from semtok.data.token_file import create_partial_ids, finish_token_file, partial_ids_path
 from semtok.errors import SemtokError
 
 
@@ -35,7 +37,9 @@ def tokenize_dataset(
     crop_scale: tuple[float, float] = (0.08, 1.0),
     seed: int = 0,
     progress: bool = True,
-) -> Path:
+    num_workers: int = 0,
+    processes: Processes | None = None,
+) -> Path | None:
     """Token ids of a whole data split, written as a token file; returns the manifest path ``OUT.json``.
 
     ``OUT.npy``: ids ``[views * N, h, w]`` (uint16 for codebooks of at most 65,536 codes, else int32) in
@@ -47,6 +51,12 @@ def tokenize_dataset(
     :func:`semtok.data.token_captions.read_token_captions`), named by the manifest's ``captions_file``; its
     ``data.captions`` records ``{"images": N, "captions": the captions of the N images}`` (one view's worth), plus
     the data set's ``caption_report`` counts (images without captions, captions without images) when it has one.
+
+    ``num_workers``: DataLoader workers that decode and augment. ``processes``
+    (:func:`semtok.data.processes.join`): each process encodes every ``world_size``-th batch straight into the one ids
+    file (a memory-mapped ``OUT.npy.partial``, renamed when complete; the processes need a shared file system); the
+    main process writes labels, captions and manifest and returns the manifest path, the others None. The file is
+    the same whatever the number of processes.
     """
     from semtok.hub.pretrained import resolve_model_dir
     from semtok.tokenizers.base import Tokenizer
@@ -64,19 +74,40 @@ def tokenize_dataset(
     size = tokenizer.config.image_size
     dataset = build_dataset(data, split, size, augment=augment, crop_scale=crop_scale, seed=seed)
     captioned = hasattr(dataset, "captions_of")
-    ids, labels, captions = [], [], []
-    with tqdm(total=views * len(dataset), desc="tokenize", unit="img", disable=not progress) as bar:
+    processes = processes or Processes()
+    count = len(dataset)
+    if processes.is_main:
+        create_partial_ids(out, views * count, tuple(tokenizer.grid_size), tokenizer.num_codes)
+    processes.barrier()
+    ids_file = np.load(partial_ids_path(out), mmap_mode="r+")
+    mine = processes.batches(count, batch_size)
+    num_batches = -(-count // batch_size)
+    parts: list[tuple[int, tuple[torch.Tensor, list[list[str]]]]] = []
+    total = views * sum(stop - start for _, start, stop in mine)
+    with tqdm(total=total, desc="tokenize", unit="img", disable=not progress) as bar:
         for view in range(views):
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(view)
-            for start in range(0, len(dataset), batch_size):
-                items = [dataset[i] for i in range(start, min(len(dataset), start + batch_size))]
+            loader = torch.utils.data.DataLoader(
+                _WithCaptions(dataset),
+                batch_sampler=[list(range(start, stop)) for _, start, stop in mine],
+                num_workers=num_workers,
+                collate_fn=_collate,
+            )
+            for (index, start, stop), (images, labels, captions) in zip(mine, loader, strict=True):
                 with torch.inference_mode():
-                    ids.append(tokenizer.encode(torch.stack([image for image, _ in items])))
-                labels.append(torch.tensor([label for _, label in items]))
-                if captioned:  # after loading: an undecodable image's replacement brings its own captions
-                    captions.extend(dataset.captions_of(i) for i in range(start, start + len(items)))
-                bar.update(len(items))
+                    ids = tokenizer.encode(images)
+                ids_file[view * count + start : view * count + stop] = ids.numpy()
+                parts.append((view * num_batches + index, (labels, captions)))
+                bar.update(stop - start)
+    ids_file.flush()
+    del ids_file
+    gathered = in_batch_order(processes.gather(parts))
+    if not processes.is_main:
+        processes.barrier()
+        return None
+    labels = torch.cat([labels for labels, _ in gathered]) if gathered else torch.zeros(0, dtype=torch.long)
+    captions = [row for _, rows in gathered for row in rows]
     meta: dict[str, Any] = {
         "tokenizer": {
             "path": str(tokenizer_dir.resolve()),
@@ -106,4 +137,29 @@ def tokenize_dataset(
             **getattr(dataset, "caption_report", {}),
         }
         meta["captions_file"] = write_token_captions(out, captions).name
-    return write_token_file(out, torch.cat(ids), torch.cat(labels), tokenizer.num_codes, meta)
+    manifest = finish_token_file(out, labels, tokenizer.num_codes, meta)
+    processes.barrier()
+    return manifest
+
+
+class _WithCaptions(torch.utils.data.Dataset):
+    """(image, label, captions) items: the captions (empty without any) are read in the process that loaded the
+    image, so an undecodable image's replacement (found inside a DataLoader worker) brings its own captions."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, list[str]]:
+        image, label = self.dataset[index]
+        captions = self.dataset.captions_of(index) if hasattr(self.dataset, "captions_of") else []
+        return image, label, captions
+
+
+def _collate(
+    items: list[tuple[torch.Tensor, int, list[str]]],
+) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
+    images, labels, captions = zip(*items, strict=True)
+    return torch.stack(images), torch.tensor(labels), list(captions)

@@ -12,6 +12,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from torchvision.utils import make_grid
 
+from semtok.data.processes import Processes
 from semtok.errors import SemtokError
 from semtok.generators.sampler import Sampler
 from semtok.generators.sampling import SamplingConfig
@@ -61,11 +62,18 @@ def write_samples(
     images_dir: str | Path | None = None,
     progress: bool = False,
     prompts: list[str] | None = None,
-) -> Path:
+    processes: Processes | None = None,
+) -> Path | None:
     """Sample one image per label (or per prompt, for a text model: ``labels_B`` None), save the grid to ``out``
     (rows of ``per_row``), and with ``images_dir`` every image as its own PNG (``NNNNN_classC.png`` /
-    ``NNNNN_prompt.png``), each recording its class or prompt, index and the shared provenance."""
-    images, _ = sampler.sample(labels_B, sampling, seed, batch_size, progress, prompts=prompts)
+    ``NNNNN_prompt.png``), each recording its class or prompt, index and the shared provenance. ``processes``: the
+    batches are split over the job's processes (same images as one process) and the main one writes (the others
+    return None)."""
+    images, _ = sampler.sample(
+        labels_B, sampling, seed, batch_size, progress, prompts=prompts, processes=processes
+    )
+    if processes is not None and not processes.is_main:
+        return None
     if prompts is not None:
         return _write_prompt_samples(
             sampler, images, prompts, out, sampling, seed, per_row, batch_size, images_dir
