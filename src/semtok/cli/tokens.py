@@ -35,6 +35,9 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         help="crop_flip area range",
     )
     tokenize.add_argument("--seed", type=int, default=0, help="seed of the augmentation")
+    tokenize.add_argument(
+        "--num-workers", type=int, default=0, help="DataLoader workers that decode and augment (default 0)"
+    )
     tokenize.add_argument("--no-progress", action="store_true")
 
     sample = verbs.add_parser(
@@ -86,6 +89,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     checks.tokenizer_folder(args.path)
     checks.data_source(args.data)
     checks.positive_int(args.batch_size, "--batch-size")
+    checks.non_negative_int(args.num_workers, "--num-workers")
     checks.positive_int(args.views, "--views", "a positive number of views")
     if args.views > 1 and (args.augment == "none" or args.split != "train"):
         raise SemtokError(
@@ -96,6 +100,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         raise SemtokError(f"--crop-scale {low} {high}: expected 0 < MIN <= MAX <= 1")
     checks.token_output(args.out)
 
+    from semtok.data.processes import join
     from semtok.data.token_file import read_token_file
     from semtok.pipelines.tokenize import tokenize_dataset
 
@@ -110,7 +115,11 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         crop_scale=tuple(args.crop_scale),
         seed=args.seed,
         progress=not args.no_progress,
+        num_workers=args.num_workers,
+        processes=join(),
     )
+    if manifest is None:  # another process of a distributed run: the main one writes
+        return 0
     ids, _, info = read_token_file(manifest)
     print(f"tokens: {ids.shape[0]} rows x {list(ids.shape[1:])} ({args.views} view(s)) -> {manifest}")
     carried = info.get("data", {}).get("captions")

@@ -1,0 +1,120 @@
+"""tokenize / sample / evaluate --generation split over 2 gloo processes give what one process gives: global batch j
+goes to process j % world and is seeded by j alone; the main process gathers and writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddp import needs_distributed, run_processes
+from semtok.cli import main
+from semtok.data.processes import Processes, in_batch_order, join
+from test_cli_masked import TINY_NAR, fsq_tokenizer, image_folder
+
+pytestmark = [needs_distributed, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def masked_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A random 12-code FSQ tokenizer, an image folder, and a masked model trained 2 steps on its tokens."""
+    from semtok.pipelines.tokenize import tokenize_dataset
+
+    root = tmp_path_factory.mktemp("distributed")
+    images = image_folder(root / "images")
+    tokenizer = fsq_tokenizer(root / "tok", (4, 3))
+    tokens = tokenize_dataset(tokenizer, str(images), "train", root / "tokens", progress=False)
+    args = ["train", "nar", "--tokens", str(tokens), "--out", str(root / "run"), "--no-progress"]
+    assert main([*args, *[a for key in TINY_NAR for a in ("--set", key)]]) == 0
+    return {"root": root, "images": images, "tokenizer": tokenizer, "run": root / "run"}
+
+
+def test_batches_are_dealt_round_robin_and_cover_every_item_once():
+    parts = [Processes(rank, 3).batches(10, 3) for rank in range(3)]
+    assert parts[0] == [(0, 0, 3), (3, 9, 10)] and parts[1] == [(1, 3, 6)] and parts[2] == [(2, 6, 9)]
+    covered = sorted(i for part in parts for _, start, stop in part for i in range(start, stop))
+    assert covered == list(range(10))
+    gathered = [[(j, f"b{j}") for j, _, _ in part] for part in parts]
+    assert in_batch_order(gathered) == ["b0", "b1", "b2", "b3"]
+    assert join().world_size == 1  # no launcher, no group: one process
+
+
+def _tokenize(rank: int, tokenizer: str, images: str, out: str) -> str | None:
+    from semtok.pipelines.tokenize import tokenize_dataset
+
+    manifest = tokenize_dataset(
+        tokenizer,
+        images,
+        "train",
+        out,
+        batch_size=3,
+        views=2,
+        augment="crop_flip",
+        seed=5,
+        progress=False,
+        num_workers=1,
+        processes=join(),
+    )
+    return None if manifest is None else str(manifest)
+
+
+def test_tokenize_from_two_processes_writes_the_one_process_file(masked_run, tmp_path):
+    from semtok.data.token_file import read_token_file
+
+    args = (str(masked_run["tokenizer"]), str(masked_run["images"]))
+    one = run_processes(_tokenize, 1, *args, str(tmp_path / "one"))
+    two = run_processes(_tokenize, 2, *args, str(tmp_path / "two"))
+    assert one[0] and two[0] and two[1] is None  # the main process writes and returns the manifest
+    ids1, labels1, info1 = read_token_file(one[0])
+    ids2, labels2, info2 = read_token_file(two[0])
+    assert ids1.shape == (16, 8, 8)  # 2 views x 8 images
+    np.testing.assert_array_equal(ids1, ids2)
+    np.testing.assert_array_equal(labels1, labels2)
+    assert labels1.tolist() == [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
+    assert not np.array_equal(ids1[:8], ids1[8:])  # two different augmented views
+    assert not (tmp_path / "two.npy.partial").exists()
+
+
+def _sample(rank: int, run: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from semtok.generators.sampler import Sampler
+    from semtok.generators.sampling import SamplingConfig
+
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    sampler = Sampler(run)
+    return sampler.sample(labels, SamplingConfig(steps=2), seed=7, batch_size=2, processes=join())
+
+
+def test_sample_from_two_processes_gives_the_one_process_ids(masked_run):
+    one = run_processes(_sample, 1, str(masked_run["run"]))
+    two = run_processes(_sample, 2, str(masked_run["run"]))
+    assert one[0][1].shape == (7, 8, 8)
+    for rank in range(2):  # every process gets every batch back, in order
+        torch.testing.assert_close(two[rank][1], one[0][1], rtol=0, atol=0)
+        torch.testing.assert_close(two[rank][0], one[0][0], rtol=0, atol=0)
+
+
+def _evaluate(rank: int, run: str, images: str, cache: str, out: str) -> int:
+    import os
+
+    os.environ["SEMTOK_CACHE"] = cache
+    args = ["evaluate", run, "--generation", "--data", images, "--steps", "2", "--batch-size", "1"]
+    return main([*args, "--samples-npz", f"{out}.npz", "--out", f"{out}.json", "--no-progress"])
+
+
+def test_evaluate_generation_from_two_processes_equals_one(masked_run, tmp_path):
+    import json
+
+    args = (str(masked_run["run"]), str(masked_run["images"]), str(tmp_path / "cache"))
+    assert run_processes(_evaluate, 1, *args, str(tmp_path / "one"), timeout_s=300) == [0]
+    assert run_processes(_evaluate, 2, *args, str(tmp_path / "two"), timeout_s=300) == [0, 0]
+    one = json.loads((tmp_path / "one.json").read_text())
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert one["processes"] == 1 and two["processes"] == 2 and one["samples"] == two["samples"] == 4
+    for key in ("gfid", "precision", "recall"):
+        assert one[key] == two[key], key
+    with np.load(tmp_path / "one.npz") as a, np.load(tmp_path / "two.npz") as b:
+        assert a["arr_0"].shape == (4, 32, 32, 3) and a["arr_0"].dtype == np.uint8
+        np.testing.assert_array_equal(a["arr_0"], b["arr_0"])
+        np.testing.assert_array_equal(a["arr_1"], [0, 0, 1, 1])
