@@ -191,3 +191,18 @@ def test_run_folder_rules(tmp_path):
     assert (config.model.vocab_size, config.model.grid) == before  # derived values stay in the stage's copy
     saved = (tmp_path / "other" / "config.yaml").read_text()
     assert "vocab_size: 16" in saved and "kind: ar" in saved
+
+
+@pytest.mark.slow  # inductor compiles the tiny AR model's step on the CPU (tens of seconds)
+def test_compiled_training_gives_the_eager_weights(tmp_path):
+    """train.compile=true: Accelerate compiles the trained module (inductor); the saved weights stay plain (no
+    ``_orig_mod.`` prefix) and equal the eager run's to float tolerance."""
+    tokens = token_file(tmp_path / "tokens")
+    base = ["model.depth=1", "model.width=16", "model.heads=2", "model.dropout=0.0", "train.batch_size=8"]
+    base.append(f"data.tokens={tokens}")
+    run("ar", base, tmp_path / "eager")
+    run("ar", [*base, "train.compile=true"], tmp_path / "compiled")
+    eager, compiled = model_tensors(tmp_path / "eager"), model_tensors(tmp_path / "compiled")
+    assert eager.keys() == compiled.keys()
+    for key in eager:
+        assert torch.allclose(eager[key], compiled[key], atol=1e-4, rtol=1e-3), key

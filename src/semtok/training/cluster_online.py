@@ -73,7 +73,7 @@ class ClusterOnlineStage(Stage):
         )
 
     def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
-        with torch.no_grad():
+        with torch.no_grad(), engine.accelerator.autocast():  # the teacher in the run's precision, no graph
             features = self.teacher(batch[0].to(engine.device, non_blocking=True))
         x = F.normalize(features.permute(0, 2, 3, 1).reshape(-1, features.shape[1]).float(), dim=-1)
         if not bool(self.codebook.initialized):

@@ -24,6 +24,10 @@ class TrainConfig:
         "adamw"  # adamw (decoupled decay, none on biases/norms/positions) | adam (L2 decay on all)
     )
     mixed_precision: str = "no"  # no | bf16 | fp16 (quantizer math always runs in fp32)
+    tf32: bool = True  # on GPUs: TF32 matmuls and convolutions for the fp32 parts (Ampere and later)
+    compile: bool = (
+        False  # torch.compile the trained modules (inductor; the first steps pay the compile time)
+    )
     seed: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2

@@ -124,12 +124,16 @@ class Engine:
                 mixed_precision=self.train.mixed_precision,
                 cpu=not torch.cuda.is_available(),
                 gradient_accumulation_steps=self.train.grad_accum,
+                dynamo_backend="inductor" if self.train.compile else "no",
                 log_with=[self.jsonl, *self.train.log_with],
                 project_dir=str(self.out_dir),
             )
         except ValueError as error:  # e.g. a tracker in train.log_with whose package is not installed
             raise SemtokError(f"config key 'train.log_with': {error}") from None
         set_seed(self.train.seed, device_specific=False)
+        if torch.cuda.is_available():
+            torch.backends.cuda.matmul.allow_tf32 = self.train.tf32
+            torch.backends.cudnn.allow_tf32 = self.train.tf32
         self.world = self.accelerator.num_processes
         self.is_main = self.accelerator.is_main_process
         if self.train.batch_size % (self.world * self.train.grad_accum):

@@ -91,7 +91,8 @@ class VQKDStage(Stage):
         if self.cache is not None:
             targets = self.cache[indices].to(engine.device)
         else:
-            targets = teacher_targets(self.teacher, images, self.model.grid_size)
+            with torch.no_grad(), engine.accelerator.autocast():  # the student's precision, no graph
+                targets = teacher_targets(self.teacher, images, self.model.grid_size).float()
         with engine.accelerator.autocast():
             decoded, ids, aux = engine.modules["model"](images)
         distill = cosine_distillation_loss(decoded, targets)
