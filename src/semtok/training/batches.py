@@ -50,21 +50,40 @@ def batch_stream(
     if steps_per_epoch == 0:
         raise SemtokError(f"the data set has {len(dataset)} images, fewer than one batch of {batch_size}")
     epoch, skip = divmod(start_step, steps_per_epoch)
-    while True:
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        batches = epoch_batches(len(dataset), batch_size, seed, epoch, rank, world_size)[skip:]
-        # Its own generator: a DataLoader otherwise draws worker seeds from the global RNG, which would shift the
-        # RNG stream of a resumed run (k-means, code restarts) against a straight one.
-        loader = torch.utils.data.DataLoader(
-            _Indexed(dataset),
-            batch_sampler=batches,
-            num_workers=num_workers,
-            persistent_workers=False,
-            generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
-        )
-        yield from loader
-        epoch, skip = epoch + 1, 0
+    # One DataLoader for the whole run (its workers start once, and prefetch across epoch boundaries): the batch
+    # sampler hands out (epoch, index) pairs and the workers' copies of the data set move to that epoch's
+    # augmentation. Its own generator: a DataLoader otherwise draws worker seeds from the global RNG, which would
+    # shift the RNG stream of a resumed run (k-means, code restarts) against a straight one.
+    loader = torch.utils.data.DataLoader(
+        _Indexed(dataset),
+        batch_sampler=_EpochBatches(dataset, batch_size, seed, epoch, skip, rank, world_size),
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
+    )
+    yield from loader
+
+
+class _EpochBatches:
+    """Endless batches of (epoch, index) pairs: ``epoch_batches`` of each epoch from ``(epoch, skip)`` on; calls
+    the (main process's) data set's ``set_epoch`` as each epoch begins."""
+
+    def __init__(
+        self, dataset: Any, batch_size: int, seed: int, epoch: int, skip: int, rank: int, world_size: int
+    ) -> None:
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.epoch, self.skip, self.rank, self.world_size = epoch, skip, rank, world_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, skip = self.epoch, self.skip
+        while True:
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(epoch)
+            batches = epoch_batches(
+                len(self.dataset), self.batch_size, self.seed, epoch, self.rank, self.world_size
+            )
+            for batch in batches[skip:]:
+                yield [(epoch, index) for index in batch]
+            epoch, skip = epoch + 1, 0
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -74,7 +93,14 @@ class _Indexed(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, int, int]:
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        if (
+            epoch is not None
+            and hasattr(self.dataset, "set_epoch")
+            and getattr(self.dataset, "epoch", None) != epoch
+        ):
+            self.dataset.set_epoch(epoch)  # a worker's copy follows the epoch of the batch it loads
         image, label = self.dataset[index]
         return image, label, index
 
