@@ -126,6 +126,31 @@ def test_truncated_shard_is_skipped_with_its_name(shard_dir):
         assert len([next(stream) for _ in range(60)]) == 60  # training mode keeps streaming
 
 
+def test_corrupt_sample_is_skipped_with_its_shard(tmp_path):
+    from webdataset import TarWriter
+
+    out = tmp_path / "bad"
+    out.mkdir()
+    good = __import__("io").BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good, format="PNG")
+    with open(out / "000000.tar", "wb") as stream, TarWriter(stream, encoder=False) as writer:
+        for index in range(4):
+            data = b"not an image" if index == 2 else good.getvalue()
+            writer.write(
+                {"__key__": f"{index:09d}", "png": data, "cls": b"1", "json": b'{"index": %d}' % index}
+            )
+    dataset = ShardDataset(str(out / "000000.tar"), 8)
+    assert len(dataset) == 4 and dataset.num_classes == 0  # counted from the tar: no shards.json beside it
+    with pytest.warns(ShardSkippedWarning, match=r"000000.tar.*'000000002'"):
+        assert [index for _, _, index in dataset] == [0, 1, 3]
+    with pytest.warns(ShardSkippedWarning):
+        stream = dataset.train_items(rank=0, stream=0)
+        drawn = [index for _, _, index in (next(stream) for _ in range(8))]
+    assert 2 not in drawn and len(drawn) == 8  # training mode: a replacement keeps the draw's count
+    with pytest.raises(SemtokError, match="no random access"):
+        dataset[0]
+
+
 def test_pattern_matching_nothing(tmp_path, capsys):
     pattern = str(tmp_path / "none" / "{000000..000003}.tar")
     with pytest.raises(SemtokError, match="matches no file") as error:

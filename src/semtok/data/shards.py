@@ -116,6 +116,13 @@ class ShardDataset(IterableDataset):
     def __len__(self) -> int:
         return int(sum(self.counts))
 
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        """Streams have no random access: a clear error for the code paths that index a data set."""
+        raise SemtokError(
+            f"shards {self.spec!r}: a stream has no random access by index (this command needs an image folder or "
+            "mnist5k; iterate the shards instead)"
+        )
+
     # -- decoding -----------------------------------------------------------------------------------------
     def _decode(self, record: dict[str, Any], url: str, epoch: int) -> tuple[torch.Tensor, int, int] | None:
         """(image, label, index) of a raw record, or None (warned, naming the shard) when it cannot be decoded."""
