@@ -91,6 +91,11 @@ def data_source(spec: str | None, flag: str = "--data") -> None:
     """A data set: 'mnist5k' or an existing image folder (None = the run's own, allowed)."""
     if spec is None or str(spec).lower() in ("mnist5k", "mnist5k-captioned"):
         return
+    if str(spec).endswith(".tar"):  # webdataset shards: a pattern matching nothing is an error naming it
+        from semtok.data.shard_files import resolve_shards
+
+        resolve_shards(spec)
+        return
     path = Path(spec).expanduser()
     if not path.exists():
         raise SemtokError(f"{flag} '{spec}': expected 'mnist5k' or an existing image folder")

@@ -11,6 +11,8 @@ Captioned folders (:mod:`semtok.data.captioned_folder`, checked first): an MS-CO
 ``annotations/captions_train2017.json``: train2017/ with all captions, val2017/ with the lowest-id caption) and a
 folder with ``captions.jsonl`` at its top level (unlabelled, split as a flat folder). Every captioned data set has
 ``captions_of(index) -> list[str]``.
+Webdataset shards (:mod:`semtok.data.shards`, checked first): a shard folder (holding ``shards.json``) or a
+``.tar`` brace pattern such as ``'DIR/{000000..000127}.tar'``; a streaming ``ShardDataset`` whatever the split.
 Augmentation (``augment``) applies to the train split only; val always gets the deterministic val transform.
 """
 
@@ -24,6 +26,8 @@ from semtok.data.captioned_mnist import CaptionedMNIST
 from semtok.data.folder import ImageFolderDataset
 from semtok.data.folder_scan import FolderScan, find_class_names, scan_image_folder, split_samples
 from semtok.data.mnist import MNIST5k
+from semtok.data.shard_files import is_shard_spec
+from semtok.data.shards import ShardDataset, open_shards
 from semtok.data.transforms import build_transform
 from semtok.errors import SemtokError
 
@@ -52,7 +56,7 @@ def build_dataset(
     val_fraction: float = 0.1,
     split_seed: int = 0,
     check_headers: bool = True,
-) -> MNIST5k | CaptionedMNIST | ImageFolderDataset | CaptionedImageFolder:
+) -> MNIST5k | CaptionedMNIST | ImageFolderDataset | CaptionedImageFolder | ShardDataset:
     """The ``split`` ("train" / "val") of data set ``spec`` with images ``[3, image_size, image_size]`` in [-1, 1].
 
     ``augment``: "none" | "crop_flip" (RandomResizedCrop(scale=crop_scale) + flip) | "flip" | "crop" (the crop
@@ -66,6 +70,8 @@ def build_dataset(
     )  # validates augment / image_size / crop_scale
     if split == "val":
         transform = build_transform("none", image_size)
+    if is_shard_spec(spec):  # webdataset shards: a streaming (iterable) data set, see semtok.data.shards
+        return open_shards(spec, split, image_size, transform, seed=seed)
 
     if str(spec).lower() == "mnist5k-captioned":
         if augment != "none" and split == "train":

@@ -41,26 +41,49 @@ def batch_stream(
     """Endless (images, labels, indices) batches from ``start_step`` on, epoch after epoch.
 
     Datasets with ``set_epoch`` get it called, so random augmentation is a function of (seed, epoch, index).
+    Streaming data sets (``is_stream``: webdataset shards) go through :func:`stream_batches` instead.
     """
+    if getattr(dataset, "is_stream", False):
+        yield from stream_batches(dataset, batch_size, start_step, rank, world_size, num_workers)
+        return
     steps_per_epoch = len(epoch_batches(len(dataset), batch_size, seed, 0, rank, world_size))
     if steps_per_epoch == 0:
         raise SemtokError(f"the data set has {len(dataset)} images, fewer than one batch of {batch_size}")
     epoch, skip = divmod(start_step, steps_per_epoch)
-    while True:
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        batches = epoch_batches(len(dataset), batch_size, seed, epoch, rank, world_size)[skip:]
-        # Its own generator: a DataLoader otherwise draws worker seeds from the global RNG, which would shift the
-        # RNG stream of a resumed run (k-means, code restarts) against a straight one.
-        loader = torch.utils.data.DataLoader(
-            _Indexed(dataset),
-            batch_sampler=batches,
-            num_workers=num_workers,
-            persistent_workers=False,
-            generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
-        )
-        yield from loader
-        epoch, skip = epoch + 1, 0
+    # One DataLoader for the whole run (its workers start once, and prefetch across epoch boundaries): the batch
+    # sampler hands out (epoch, index) pairs and the workers' copies of the data set move to that epoch's
+    # augmentation. Its own generator: a DataLoader otherwise draws worker seeds from the global RNG, which would
+    # shift the RNG stream of a resumed run (k-means, code restarts) against a straight one.
+    loader = torch.utils.data.DataLoader(
+        _Indexed(dataset),
+        batch_sampler=_EpochBatches(dataset, batch_size, seed, epoch, skip, rank, world_size),
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch),
+    )
+    yield from loader
+
+
+class _EpochBatches:
+    """Endless batches of (epoch, index) pairs: ``epoch_batches`` of each epoch from ``(epoch, skip)`` on; calls
+    the (main process's) data set's ``set_epoch`` as each epoch begins."""
+
+    def __init__(
+        self, dataset: Any, batch_size: int, seed: int, epoch: int, skip: int, rank: int, world_size: int
+    ) -> None:
+        self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
+        self.epoch, self.skip, self.rank, self.world_size = epoch, skip, rank, world_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, skip = self.epoch, self.skip
+        while True:
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(epoch)
+            batches = epoch_batches(
+                len(self.dataset), self.batch_size, self.seed, epoch, self.rank, self.world_size
+            )
+            for batch in batches[skip:]:
+                yield [(epoch, index) for index in batch]
+            epoch, skip = epoch + 1, 0
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -70,6 +93,60 @@ class _Indexed(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, key: tuple[int, int] | int) -> tuple[torch.Tensor, int, int]:
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        if (
+            epoch is not None
+            and hasattr(self.dataset, "set_epoch")
+            and getattr(self.dataset, "epoch", None) != epoch
+        ):
+            self.dataset.set_epoch(epoch)  # a worker's copy follows the epoch of the batch it loads
         image, label = self.dataset[index]
         return image, label, index
+
+
+def stream_batches(
+    dataset: Any, batch_size: int, start_step: int, rank: int, world_size: int, num_workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Endless batches of ``batch_size // world_size`` items of a streaming data set (``ShardDataset``), from
+    ``start_step`` on.
+
+    A DataLoader with ``num_workers`` workers (W = max(1, num_workers) logical streams per process) hands out
+    batch i from worker i % W; batch i is batch i // W of logical stream i % W (``dataset.train_items(rank,
+    stream, skip)``: a pure function of (seed, rank, stream)). So a run resumed at step s with the same world size
+    and worker count gets exactly the batches of a straight run: each worker starts on its logical stream at the
+    right item, skipping whole shard draws by their counts without reading them.
+    """
+    per_process = batch_size // world_size
+    if per_process < 1:
+        raise SemtokError(f"batch size {batch_size}: fewer than one item for each of {world_size} processes")
+    source = _StreamSlice(dataset, per_process, start_step, rank, max(1, num_workers))
+    # Its own generator (the worker seeds; the stream draws from its own seeded generators): the global RNG that
+    # k-means and code restarts use stays untouched, as in batch_stream.
+    loader = torch.utils.data.DataLoader(
+        source,
+        batch_size=per_process,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(start_step * 1_000_003 + rank),
+    )
+    yield from loader
+
+
+class _StreamSlice(torch.utils.data.IterableDataset):
+    """Worker k of W streams logical stream (start_step + k) % W from its item ((start_step + k) // W) * batch."""
+
+    def __init__(self, dataset: Any, batch: int, start_step: int, rank: int, streams: int) -> None:
+        super().__init__()
+        self.dataset, self.batch, self.start_step, self.rank, self.streams = (
+            dataset,
+            batch,
+            start_step,
+            rank,
+            streams,
+        )
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int, int]]:
+        info = torch.utils.data.get_worker_info()
+        position = self.start_step + (info.id if info is not None else 0)
+        stream, batches_before = position % self.streams, position // self.streams
+        return self.dataset.train_items(self.rank, stream, batches_before * self.batch)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from semtok.config import to_dict
 from semtok.data import build_dataset
+from semtok.data.config import resolve_num_workers
 from semtok.errors import SemtokError
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.training.batches import batch_stream
@@ -208,7 +209,7 @@ class Engine:
             start_step * micro,
             self.accelerator.process_index,
             self.world,
-            getattr(self.stage.config.data, "num_workers", 0),
+            resolve_num_workers(getattr(self.stage.config.data, "num_workers", 0), setup.train_set),
         )
         bar = tqdm(
             total=self.train.steps,

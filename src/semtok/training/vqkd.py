@@ -72,14 +72,17 @@ class VQKDStage(Stage):
         train, grid_hw = self.config.train, self.model.grid_size
         train_set = self.train_set
         augmented = self.config.data.augment != "none"
+        streamed = getattr(train_set, "is_stream", False)  # a stream has no random access by index: no cache
         self.cache = None
-        if train.cache_teacher and not augmented:
+        if train.cache_teacher and not augmented and not streamed:
             size_gb = len(train_set) * self.teacher.feature_dim * grid_hw[0] * grid_hw[1] * 4 / 1e9
             if size_gb <= train.max_cache_gb:
                 show = engine.is_main and engine.show_progress
                 self.cache = cache_targets(self.teacher, train_set, grid_hw, 256, engine.device, show)
         if self.cache is not None:
             self.cache_note = "cached (no random augmentation)"
+        elif streamed:
+            self.cache_note = "computed every step (streamed shards)"
         elif augmented:
             self.cache_note = "computed every step (random augmentation)"
         else:
