@@ -77,6 +77,36 @@ def test_tokenize_from_two_processes_writes_the_one_process_file(masked_run, tmp
     assert not (tmp_path / "two.npy.partial").exists()
 
 
+def _tokenize_shards(rank: int, tokenizer: str, shards: str, out: str) -> str | None:
+    from semtok.pipelines.tokenize import tokenize_dataset
+
+    manifest = tokenize_dataset(
+        tokenizer, shards, "train", out, batch_size=3, progress=False, num_workers=2, processes=join()
+    )
+    return None if manifest is None else str(manifest)
+
+
+def test_tokenize_shards_from_two_processes_gives_the_folder_rows(masked_run, tmp_path):
+    """Shards (3 images each, written shuffled) read by 2 processes x 2 workers: rows sorted by the sample's index,
+    the same file as 1 process and as the folder itself."""
+    from semtok.data.shard_writer import write_shards
+    from semtok.data.token_file import read_token_file
+    from semtok.pipelines.tokenize import tokenize_dataset
+
+    images, tokenizer = str(masked_run["images"]), str(masked_run["tokenizer"])
+    write_shards(images, tmp_path / "shards", shard_size=3, split="train", progress=False)
+    one = run_processes(_tokenize_shards, 1, tokenizer, str(tmp_path / "shards"), str(tmp_path / "one"))
+    two = run_processes(_tokenize_shards, 2, tokenizer, str(tmp_path / "shards"), str(tmp_path / "two"))
+    folder = tokenize_dataset(tokenizer, images, "train", tmp_path / "folder", progress=False)
+    ids1, labels1, _ = read_token_file(one[0])
+    ids2, labels2, _ = read_token_file(two[0])
+    ids_folder, labels_folder, _ = read_token_file(folder)
+    assert ids1.shape == (8, 8, 8) and two[1] is None
+    np.testing.assert_array_equal(ids1, ids2)
+    np.testing.assert_array_equal(ids1, ids_folder)
+    np.testing.assert_array_equal(labels2, labels_folder)
+
+
 def _sample(rank: int, run: str) -> tuple[torch.Tensor, torch.Tensor]:
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig

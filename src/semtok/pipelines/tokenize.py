@@ -73,8 +73,60 @@ def tokenize_dataset(
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     size = tokenizer.config.image_size
     dataset = build_dataset(data, split, size, augment=augment, crop_scale=crop_scale, seed=seed)
-    captioned = hasattr(dataset, "captions_of")
+    captioned = hasattr(dataset, "captions_of") and getattr(dataset, "captioned", True)  # shards say it
     processes = processes or Processes()
+    encode = _encode_stream if getattr(dataset, "is_stream", False) else _encode_indexed
+    done = encode(tokenizer, dataset, out, views, batch_size, num_workers, processes, progress)
+    if done is None:  # not the main process: it wrote its rows; the main one writes the rest
+        processes.barrier()
+        return None
+    labels, captions, count = done
+    meta: dict[str, Any] = {
+        "tokenizer": {
+            "path": str(tokenizer_dir.resolve()),
+            "kind": tokenizer.kind,
+            "config": to_dict(tokenizer.config),
+        },
+        "data": {
+            "dataset": str(data),
+            "split": split,
+            "image_size": size,
+            "augment": augment,
+            "crop_scale": list(crop_scale) if augment == "crop_flip" else None,
+            "seed": seed,
+            "views": views,
+            "images_per_view": count,
+            "row_order": "view-major: row = view * images_per_view + image",
+        },
+        "num_classes": getattr(dataset, "num_classes", 0),
+        "class_names": list(getattr(dataset, "class_names", [])),
+        "skipped_files": list(getattr(dataset, "skipped_files", [])),
+    }
+    if captioned:
+        first_view = captions[:count]
+        meta["data"]["captions"] = {
+            "images": len(first_view),
+            "captions": sum(len(rows) for rows in first_view),
+            **getattr(dataset, "caption_report", {}),
+        }
+        meta["captions_file"] = write_token_captions(out, captions).name
+    manifest = finish_token_file(out, labels, tokenizer.num_codes, meta)
+    processes.barrier()
+    return manifest
+
+
+def _encode_indexed(
+    tokenizer: Any,
+    dataset: Any,
+    out: str | Path,
+    views: int,
+    batch_size: int,
+    num_workers: int,
+    processes: Processes,
+    progress: bool,
+) -> tuple[torch.Tensor, list[list[str]], int] | None:
+    """Encode a map-style data set: each process its global batches, straight into the shared partial ids file
+    (row ``view * N + i``). The main process gets (labels [views * N], captions per row, N), the others None."""
     count = len(dataset)
     if processes.is_main:
         create_partial_ids(out, views * count, tuple(tokenizer.grid_size), tokenizer.num_codes)
@@ -104,42 +156,55 @@ def tokenize_dataset(
     del ids_file
     gathered = in_batch_order(processes.gather(parts))
     if not processes.is_main:
-        processes.barrier()
         return None
     labels = torch.cat([labels for labels, _ in gathered]) if gathered else torch.zeros(0, dtype=torch.long)
-    captions = [row for _, rows in gathered for row in rows]
-    meta: dict[str, Any] = {
-        "tokenizer": {
-            "path": str(tokenizer_dir.resolve()),
-            "kind": tokenizer.kind,
-            "config": to_dict(tokenizer.config),
-        },
-        "data": {
-            "dataset": str(data),
-            "split": split,
-            "image_size": size,
-            "augment": augment,
-            "crop_scale": list(crop_scale) if augment == "crop_flip" else None,
-            "seed": seed,
-            "views": views,
-            "images_per_view": len(dataset),
-            "row_order": "view-major: row = view * images_per_view + image",
-        },
-        "num_classes": getattr(dataset, "num_classes", 0),
-        "class_names": list(getattr(dataset, "class_names", [])),
-        "skipped_files": list(getattr(dataset, "skipped_files", [])),
-    }
-    if captioned:
-        first_view = captions[: len(dataset)]
-        meta["data"]["captions"] = {
-            "images": len(first_view),
-            "captions": sum(len(rows) for rows in first_view),
-            **getattr(dataset, "caption_report", {}),
-        }
-        meta["captions_file"] = write_token_captions(out, captions).name
-    manifest = finish_token_file(out, labels, tokenizer.num_codes, meta)
+    return labels, [row for _, rows in gathered for row in rows], count
+
+
+def _encode_stream(
+    tokenizer: Any,
+    dataset: Any,
+    out: str | Path,
+    views: int,
+    batch_size: int,
+    num_workers: int,
+    processes: Processes,
+    progress: bool,
+) -> tuple[torch.Tensor, list[list[str]], int] | None:
+    """Encode streamed shards (epoch mode: each process and worker reads its own shards): rows sorted by (view,
+    the sample's global index), so the file is the same whatever the number of processes, workers or the shard
+    order. Each process keeps its own ids until the rows are known, then writes them into the shared file."""
+    mine: list[tuple[np.ndarray, np.ndarray]] = []  # (global indices [b], ids [b, h, w]) per batch
+    keys: list[tuple[int, int, int, list[str]]] = []  # (view, index, label, captions)
+    dataset.rank, dataset.world_size = processes.rank, processes.world_size  # workers cannot ask the group
+    with tqdm(desc="tokenize", unit="img", disable=not progress) as bar:
+        for view in range(views):
+            dataset.set_epoch(view)
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+            for images, labels, indices in loader:
+                with torch.inference_mode():
+                    ids = tokenizer.encode(images)
+                mine.append((view * len(dataset) + indices.numpy(), ids.numpy()))
+                for index, label in zip(indices.tolist(), labels.tolist(), strict=True):
+                    captions = dataset.captions_of(index) if getattr(dataset, "captioned", False) else []
+                    keys.append((view, index, label, captions))
+                bar.update(images.shape[0])
+    everything = sorted((key for part in processes.gather(keys) for key in part), key=lambda k: k[:2])
+    order = {view * len(dataset) + index: row for row, (view, index, _, _) in enumerate(everything)}
+    count = len(everything) // views
+    if processes.is_main:
+        create_partial_ids(out, len(everything), tuple(tokenizer.grid_size), tokenizer.num_codes)
     processes.barrier()
-    return manifest
+    ids_file = np.load(partial_ids_path(out), mmap_mode="r+")
+    for indices, ids in mine:
+        ids_file[[order[int(i)] for i in indices]] = ids
+    ids_file.flush()
+    del ids_file
+    processes.barrier()
+    if not processes.is_main:
+        return None
+    labels = torch.tensor([label for _, _, label, _ in everything], dtype=torch.long)
+    return labels, [captions for _, _, _, captions in everything], count
 
 
 class _WithCaptions(torch.utils.data.Dataset):
