@@ -182,10 +182,13 @@ class _open_member:
             raise SemtokError(
                 f"image batch '{path}': not a readable .npz file ({type(error).__name__}: {error})"
             ) from error
-        _check_images(tuple(shape), dtype, path)
-        if fortran:
+        try:
+            _check_images(tuple(shape), dtype, path)
+            if fortran:
+                raise SemtokError(f"image batch '{path}': 'arr_0' is Fortran-ordered; expected C order")
+        except SemtokError:
             self.__exit__()
-            raise SemtokError(f"image batch '{path}': 'arr_0' is Fortran-ordered; expected C order")
+            raise
         return tuple(int(s) for s in shape), np.dtype(dtype), self._member  # type: ignore[return-value]
 
     def __exit__(self, *exc: object) -> None:
