@@ -31,6 +31,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_vqkd.py
 	$(PYTHON) benchmarks/bench_kmeans.py
 	$(PYTHON) benchmarks/bench_data.py
+	$(PYTHON) benchmarks/bench_fid_agreement.py
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks
