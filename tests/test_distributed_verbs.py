@@ -148,3 +148,41 @@ def test_evaluate_generation_from_two_processes_equals_one(masked_run, tmp_path)
         assert a["arr_0"].shape == (4, 32, 32, 3) and a["arr_0"].dtype == np.uint8
         np.testing.assert_array_equal(a["arr_0"], b["arr_0"])
         np.testing.assert_array_equal(a["arr_1"], [0, 0, 1, 1])
+
+
+def test_evaluate_against_a_reference_npz_and_its_bad_input(masked_run, tmp_path, capsys):
+    """--reference: `semtok stats` of the val folder gives the gFID of the folder's own cached statistics; a file
+    without mu / sigma and --num-samples above the split's labels are one line, exit 2, before any sampling."""
+    import json
+
+    from semtok.metrics.image_batches import write_sample_batch
+
+    run, images = str(masked_run["run"]), str(masked_run["images"])
+    bad = tmp_path / "images.npz"
+    write_sample_batch(bad, np.zeros((2, 8, 8, 3), np.uint8))
+    assert main(["evaluate", run, "--generation", "--data", images, "--reference", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no 'mu'/'sigma' arrays" in err[0], err
+    assert (
+        main(["evaluate", run, "--generation", "--data", images, "--num-samples", "5", "--no-progress"]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has 4 labels" in err[0] and "no repeats" in err[0], err
+    stats = tmp_path / "val.npz"
+    assert main(["stats", str(masked_run["images"] / "val"), "--out", str(stats), "--no-progress"]) == 0
+    common = [
+        "evaluate",
+        run,
+        "--generation",
+        "--data",
+        images,
+        "--steps",
+        "2",
+        "--num-samples",
+        "2",
+        "--no-progress",
+    ]
+    assert main([*common, "--reference", str(stats), "--out", str(tmp_path / "ref.json")]) == 0
+    with_file = json.loads((tmp_path / "ref.json").read_text())
+    assert "precision_recall_skipped" in with_file and with_file["samples"] == 2
+    assert str(stats) in with_file["fid_reference"] and "2 evenly spaced" in with_file["protocol"]

@@ -42,7 +42,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.verb in ("train", "build"):
             return train.run_train(args)
-        commands = {**evaluate.COMMANDS, **tokens.COMMANDS, **pipelines.COMMANDS, **data.COMMANDS, **fid.COMMANDS}
+        commands = {
+            **evaluate.COMMANDS,
+            **tokens.COMMANDS,
+            **pipelines.COMMANDS,
+            **data.COMMANDS,
+            **fid.COMMANDS,
+        }
         return commands[args.verb](args)
     except SemtokError as error:
         print(f"semtok: error: {error}", file=sys.stderr)

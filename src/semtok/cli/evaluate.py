@@ -146,6 +146,10 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
     checks.input_file(args.reference, "--reference", "statistics file (.npz)")
     checks.output_file(args.samples_npz, "--samples-npz", (".npz",))
     checks.output_file(args.out, "--out")
+    if args.reference is not None:  # a file without mu / sigma fails here, before any sampling
+        from semtok.metrics.image_batches import read_stats
+
+        read_stats(args.reference)
 
     from semtok.data.processes import join
     from semtok.evaluation.common import format_table, write_json

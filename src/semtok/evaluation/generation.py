@@ -95,18 +95,17 @@ def text_scores(
 
 def reference_batch(path: str | Path, extractor: Any, progress: bool) -> tuple[Any, Any, Any, str]:
     """(mu, sigma, reference features [M, 2048] or None, description) of a reference ``.npz``: its ``mu`` / ``sigma``
-    (as the ADM evaluator reads them), and the features of its images (``arr_0``) when it holds any."""
-    from semtok.metrics.image_batches import has_images, read_image_batch, read_stats
+    (as the ADM evaluator reads them), and the features of its images (``arr_0``, read in chunks) when it holds
+    any, for precision / recall."""
+    from semtok.metrics.image_batches import image_batch_shape, iter_image_batch, npz_keys, read_stats
 
     mu, sigma = read_stats(path)
-    if not has_images(path):
-        return mu, sigma, None, f"statistics {path}"
-    images_NHW3, _ = read_image_batch(path)
-    batches = (
-        torch.from_numpy(images_NHW3[i : i + 64]).permute(0, 3, 1, 2) for i in range(0, len(images_NHW3), 64)
-    )
+    if "arr_0" not in npz_keys(path, "reference"):
+        return mu, sigma, None, f"statistics of {path}"
+    count = image_batch_shape(path)[0]
+    batches = (torch.from_numpy(chunk.copy()).permute(0, 3, 1, 2) for chunk in iter_image_batch(path, 64))
     features = extractor.extract(batches, progress=progress)
-    return mu, sigma, features, f"statistics of {path} ({len(images_NHW3)} images for precision / recall)"
+    return mu, sigma, features, f"statistics of {path} ({count} images in it for precision / recall)"
 
 
 def evaluate_generation(
