@@ -18,7 +18,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
     )
-    evaluate.add_argument("--split", default="val", choices=["train", "val"])
+    checks.add_data_options(evaluate, "val")
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--teacher-weights", help="local teacher weights file")
     evaluate.add_argument("--no-fid", action="store_true", help="skip rFID (the slowest metric on a CPU)")
@@ -55,6 +55,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     probe.add_argument(
         "--data", default=None, help="'mnist5k' or a labelled image folder (default: the run's data)"
     )
+    checks.add_data_options(probe, None)
     probe.add_argument("--batch-size", type=int, default=128, help="images per encoding batch")
     probe.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations per fit (default 500)")
     probe.add_argument("--seed", type=int, default=0, help="seed of the train hold-out split (default 0)")
@@ -102,6 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         fid=not args.no_fid,
         inception_weights=args.inception_weights,
         lpips_weights=args.lpips_weights,
+        labels=checks.data_labels(args, args.path),
     )
     out = (
         Path(args.out)
@@ -147,6 +149,7 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
         samples_out=args.samples_out,
         clip_weights=args.clip_weights,
         clip_model=args.clip_model,
+        labels=args.labels,
     )
     name = f"eval_generation_{args.split}_seed{args.seed}.json"
     default = resolve_generator_dir(args.path).parent / name
@@ -167,6 +170,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     checks.positive_int(args.batch_size, "--batch-size")
     checks.positive_int(args.max_iter, "--max-iter")
     checks.output_file(args.out, "--out")
+    labels = checks.data_labels(args, args.path)
+    if labels == "none":
+        raise SemtokError("--labels none: the linear probe needs labels (use auto or folders)")
 
     from semtok.evaluation.common import format_table, write_json
     from semtok.evaluation.probe import linear_probe
@@ -174,7 +180,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     data = args.data or run_dataset(args.path)
     results = linear_probe(
-        args.path, data, args.batch_size, args.max_iter, args.seed, progress=not args.no_progress
+        args.path,
+        data,
+        args.batch_size,
+        args.max_iter,
+        args.seed,
+        progress=not args.no_progress,
+        labels=labels,
     )
     out = Path(args.out) if args.out else resolve_model_dir(args.path, "tokenizer").parent / "probe_val.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         required=True,
         help="'mnist5k', 'mnist5k-captioned' or an image folder (a COCO root or a captions.jsonl folder: captions)",
     )
-    tokenize.add_argument("--split", default="train", choices=["train", "val"])
+    checks.add_data_options(tokenize, "all")
     tokenize.add_argument("--batch-size", type=int, default=128)
     tokenize.add_argument(
         "--out", required=True, help="output name: writes NAME.npy, NAME.labels.npy, NAME.json"
@@ -77,7 +77,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     reconstruct.add_argument(
         "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
     )
-    reconstruct.add_argument("--split", default="val", choices=["train", "val"])
+    checks.add_data_options(reconstruct, "val")
     reconstruct.add_argument("--n", type=int, default=32, help="number of images (default 32)")
     reconstruct.add_argument("--out", required=True, help="image file, e.g. grid.png")
 
@@ -87,9 +87,9 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     checks.data_source(args.data)
     checks.positive_int(args.batch_size, "--batch-size")
     checks.positive_int(args.views, "--views", "a positive number of views")
-    if args.views > 1 and (args.augment == "none" or args.split != "train"):
+    if args.views > 1 and (args.augment == "none" or args.split == "val"):
         raise SemtokError(
-            f"--views {args.views}: several views need --augment flip|crop_flip and --split train"
+            f"--views {args.views}: several views need --augment flip|crop_flip and --split train or all"
         )
     low, high = args.crop_scale
     if not 0 < low <= high <= 1:
@@ -110,6 +110,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         crop_scale=tuple(args.crop_scale),
         seed=args.seed,
         progress=not args.no_progress,
+        labels=checks.data_labels(args),
     )
     ids, _, info = read_token_file(manifest)
     print(f"tokens: {ids.shape[0]} rows x {list(ids.shape[1:])} ({args.views} view(s)) -> {manifest}")
@@ -206,7 +207,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from semtok.visual.grids import reconstruction_grid, save_grid
 
     tokenizer = Tokenizer.from_pretrained(resolve_model_dir(args.path, "tokenizer"))
-    dataset = build_dataset(args.data or run_dataset(args.path), args.split, tokenizer.config.image_size)
+    dataset = build_dataset(
+        args.data or run_dataset(args.path),
+        args.split,
+        tokenizer.config.image_size,
+        labels=checks.data_labels(args, args.path),
+    )
     images = torch.stack([dataset[i][0] for i in range(min(args.n, len(dataset)))])
     print(f"reconstructions: {save_grid(reconstruction_grid(tokenizer, images), args.out)}")
     return 0

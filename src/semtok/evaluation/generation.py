@@ -107,12 +107,15 @@ def evaluate_generation(
     limit: int | None = None,
     clip_weights: str | None = None,
     clip_model: str = "ViT-B-16",
+    labels: str | None = None,
 ) -> dict[str, Any]:
     """gFID, precision, recall, Inception Score (or why skipped), class accuracy of an AR or masked run's samples.
 
     ``data``: the reference images (default: the data set the model's tokens came from). ``samples_out``: also
     write a grid of the first 64 samples there (PNG with provenance). ``limit``: only the labels of an evenly spaced
-    subset of that many reference images (and that subset as the reference). ``clip_weights`` (text models): an
+    subset of that many reference images (and that subset as the reference). ``labels``: how an image folder's
+    labels are read (:func:`~semtok.data.build.build_dataset`; default: as the model's tokens were made when
+    ``data`` is not given, else "auto"). ``clip_weights`` (text models): an
     open_clip weights file of ``clip_model`` for the CLIP score (OpenAI's weights as a file: ``ViT-B-16-quickgelu``).
     """
     from semtok.evaluation.common import evenly_spaced, fid_reference
@@ -128,7 +131,10 @@ def evaluate_generation(
         raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     sampling = sampling or SamplingConfig()
     sampler = Sampler(path, tokenizer)
-    data = data or (sampler.info.get("data") or {}).get("dataset")
+    recorded = sampler.info.get("data") or {}
+    if labels is None:
+        labels = str(recorded.get("labels") or "auto") if not data else "auto"
+    data = data or recorded.get("dataset")
     if not data:
         raise SemtokError(
             f"'{sampler.model_dir}' does not record its data set: give the reference data set (parameter 'data')"
@@ -146,7 +152,7 @@ def evaluate_generation(
                 f"judge '{judge}' knows {judge_model.num_classes} classes, the {model} {sampler.num_classes}"
             )
     image_size = sampler.tokenizer.config.image_size
-    dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
+    dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none", labels=labels), limit)
     labels, prompts, attributes = dataset_labels(dataset), None, None
     if sampler.is_text:
         prompts, attributes = caption_prompts(dataset, data, split)
@@ -168,7 +174,9 @@ def evaluate_generation(
     sample_seconds = time.time() - started
 
     extractor = InceptionFeatures(weights=inception_weights)
-    reference = fid_reference(dataset, data, split, image_size, extractor, limit, progress, features=True)
+    reference = fid_reference(
+        dataset, data, split, image_size, extractor, limit, progress, features=True, labels=labels
+    )
     chunks = images.split(64)
     if extractor.has_logits:
         features, logits = extractor.extract_with_logits(chunks, progress=progress)
@@ -183,6 +191,7 @@ def evaluate_generation(
         "tokenizer_kind": sampler.tokenizer.kind,
         "data": str(data),
         "split": split,
+        "labels": labels,
         "samples": int(images.shape[0]),
         "protocol": f"one sample per {split} image, prompted with its first caption"
         if sampler.is_text

@@ -35,13 +35,16 @@ def tokenize_dataset(
     crop_scale: tuple[float, float] = (0.08, 1.0),
     seed: int = 0,
     progress: bool = True,
+    labels: str = "auto",
 ) -> Path:
     """Token ids of a whole data split, written as a token file; returns the manifest path ``OUT.json``.
 
     ``OUT.npy``: ids ``[views * N, h, w]`` (uint16 for codebooks of at most 65,536 codes, else int32) in
     ``[0, num_codes)``; ``OUT.labels.npy``: int64 ``[views * N]`` (-1 = unlabelled). ``views`` > 1 needs
     ``augment`` "flip" or "crop_flip" (random resized crops of ``crop_scale`` of the area, then a flip) on the
-    train split (every view would otherwise be the same image); rows are view-major. ``tokenizer_path``: a run
+    train split or "all" (every view would otherwise be the same image); rows are view-major. ``split``: "train",
+    "val" or "all" (every image of the data set); ``labels``: how an image folder's labels are read ("auto",
+    "folders", "none": :func:`~semtok.data.build.build_dataset`); the manifest records both. ``tokenizer_path``: a run
     folder or a tokenizer folder. Read the result with :func:`semtok.load_tokens`. A captioned data set also
     writes ``OUT.captions.json`` (one list of str per row; read it with
     :func:`semtok.data.token_captions.read_token_captions`), named by the manifest's ``captions_file``; its
@@ -55,14 +58,17 @@ def tokenize_dataset(
         raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     if views < 1:
         raise SemtokError(f"views: expected a positive number of views, got {views}")
-    if views > 1 and (augment == "none" or split != "train"):
+    if views > 1 and (augment == "none" or split == "val"):
         raise SemtokError(
-            f"views {views}: several views need augment 'flip' or 'crop_flip' on the train split"
+            f"views {views}: several views need augment 'flip' or 'crop_flip' on the train split or all"
         )
+    label_mode = labels  # (``labels`` below: the rows' labels)
     tokenizer_dir = resolve_model_dir(tokenizer_path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     size = tokenizer.config.image_size
-    dataset = build_dataset(data, split, size, augment=augment, crop_scale=crop_scale, seed=seed)
+    dataset = build_dataset(
+        data, split, size, augment=augment, crop_scale=crop_scale, seed=seed, labels=label_mode
+    )
     captioned = hasattr(dataset, "captions_of")
     ids, labels, captions = [], [], []
     with tqdm(total=views * len(dataset), desc="tokenize", unit="img", disable=not progress) as bar:
@@ -86,6 +92,7 @@ def tokenize_dataset(
         "data": {
             "dataset": str(data),
             "split": split,
+            "labels": label_mode,
             "image_size": size,
             "augment": augment,
             "crop_scale": list(crop_scale) if augment == "crop_flip" else None,
