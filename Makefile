@@ -30,6 +30,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_quantizer.py
 	$(PYTHON) benchmarks/bench_vqkd.py
 	$(PYTHON) benchmarks/bench_kmeans.py
+	$(PYTHON) benchmarks/bench_folder_scan.py
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks

@@ -246,3 +246,28 @@ def test_scan_keeps_sorted_relative_order(tmp_path):
         for p, _ in scan_image_folder(root, labelled=False).samples
     ]
     assert names == sorted(names) and len(names) == 6
+
+
+def test_header_check_cache_hits_and_notices_changes(tmp_path, monkeypatch):
+    from semtok.data import folder_scan, scan_cache
+
+    monkeypatch.setenv("SEMTOK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(scan_cache, "CACHE_MIN_FILES", 1)
+    root = tmp_path / "big"
+    for i in range(6):
+        _png(root / "c" / f"{i}.png", i)
+    (root / "c" / "bad.png").write_bytes(b"not an image at all")
+    calls = []
+    real = folder_scan._header_error
+    monkeypatch.setattr(folder_scan, "_header_error", lambda path: calls.append(path) or real(path))
+    with pytest.warns(UserWarning, match="bad.png"):
+        first = scan_image_folder(root)
+    assert len(calls) == 7 and len(first.samples) == 6 and len(first.skipped_files) == 1
+    assert len(list((tmp_path / "cache" / "scans").glob("*.json"))) == 1
+    calls.clear()
+    with pytest.warns(UserWarning, match="bad.png"):  # a hit: no file opened, the same result
+        again = scan_image_folder(root)
+    assert calls == [] and again.samples == first.samples and again.skipped_files == first.skipped_files
+    _png(root / "c" / "bad.png", 9)  # repaired: size and mtime change -> checked again
+    second = scan_image_folder(root)
+    assert len(calls) == 7 and len(second.samples) == 7 and second.skipped_files == []

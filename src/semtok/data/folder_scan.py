@@ -15,7 +15,9 @@ Unreadable files -- the choice made here: verifying every file fully at construc
 decode) is too slow for a million files, so at construction every file's header is read (``Image.open`` parses
 the header only, in a few threads); a file that fails (not an image, garbage, unsupported) is left out, warned
 about by name and listed in ``skipped_files`` -- the count the trainer reports up front. ``check_headers=False``
-skips this (then every failure is found at load time, see :mod:`semtok.data.folder`).
+skips this (then every failure is found at load time, see :mod:`semtok.data.folder`). The check's results of a
+large folder are cached (:mod:`semtok.data.scan_cache`): a folder whose listing, sizes and modification times have
+not changed is not checked again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from semtok.data.scan_cache import cached_header_errors
 from semtok.errors import SemtokError
 
 __all__ = [
@@ -173,6 +176,13 @@ def _header_error(path: str) -> str | None:
     return None
 
 
+def _header_errors(paths: Sequence[str], num_threads: int) -> list[str | None]:
+    if len(paths) > 64 and num_threads > 1:
+        with ThreadPoolExecutor(max_workers=num_threads) as pool:
+            return list(pool.map(_header_error, paths, chunksize=64))
+    return [_header_error(path) for path in paths]
+
+
 def warn_skipped(problems: Sequence[tuple[str, str]], when: str) -> None:
     for path, reason in problems[:_MAX_NAMED_WARNINGS]:
         warnings.warn(f"skipped unreadable image {path} ({when}): {reason}", SkippedFileWarning, stacklevel=3)
@@ -280,11 +290,7 @@ def scan_image_folder(
     skipped: list[str] = []
     if check_headers:
         paths = [path for path, _ in samples]
-        if len(paths) > 64 and num_threads > 1:
-            with ThreadPoolExecutor(max_workers=num_threads) as pool:
-                errors = list(pool.map(_header_error, paths, chunksize=64))
-        else:
-            errors = [_header_error(path) for path in paths]
+        errors = cached_header_errors(root, paths, lambda chosen: _header_errors(chosen, num_threads))
         problems = [(path, error) for path, error in zip(paths, errors) if error is not None]
         if problems:
             warn_skipped(problems, "header check")
