@@ -31,6 +31,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_vqkd.py
 	$(PYTHON) benchmarks/bench_kmeans.py
 	$(PYTHON) benchmarks/bench_folder_scan.py
+	$(PYTHON) benchmarks/bench_throughput.py
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks
