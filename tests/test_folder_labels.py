@@ -271,3 +271,24 @@ def test_header_check_cache_hits_and_notices_changes(tmp_path, monkeypatch):
     _png(root / "c" / "bad.png", 9)  # repaired: size and mtime change -> checked again
     second = scan_image_folder(root)
     assert len(calls) == 7 and len(second.samples) == 7 and second.skipped_files == []
+
+
+def test_tokenize_views_on_all_with_augment(mixed, tok, tmp_path, capsys):
+    out = tmp_path / "views"
+    args = [
+        "tokenize",
+        str(tok),
+        "--data",
+        str(mixed),
+        "--labels",
+        "none",
+        "--augment",
+        "flip",
+        "--views",
+        "2",
+    ]
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    ids, _, manifest = read_token_file(f"{out}.json")
+    assert ids.shape[0] == 26 and manifest["data"]["views"] == 2 and manifest["data"]["split"] == "all"
+    assert main([*args, "--split", "val", "--out", str(tmp_path / "v2")]) == 2
+    assert "--split train or all" in _one_line_error(capsys)
