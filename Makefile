@@ -32,6 +32,8 @@ bench: install
 	$(PYTHON) benchmarks/bench_kmeans.py
 	$(PYTHON) benchmarks/bench_data.py
 	$(PYTHON) benchmarks/bench_fid_agreement.py
+	$(PYTHON) benchmarks/bench_folder_scan.py
+	$(PYTHON) benchmarks/bench_throughput.py
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks

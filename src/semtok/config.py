@@ -207,6 +207,16 @@ def run_dataset(run_dir: str | Path) -> str:
     return "mnist5k"
 
 
+def run_labels(run_dir: str | Path) -> str:
+    """How a run read its image folder's labels (``data.labels`` of its ``config.yaml``), else "auto"."""
+    config_path = Path(run_dir) / "config.yaml"
+    if config_path.is_file():
+        raw = yaml.safe_load(config_path.read_text()) or {}
+        data = raw.get("data") if isinstance(raw, dict) else None
+        return str((data or {}).get("labels") or "auto")
+    return "auto"
+
+
 def nest_flat_keys(raw: dict[str, Any], section: str, keys: dict[str, str]) -> dict[str, Any]:
     """``raw`` (a config mapping of an older layout) with its flat ``keys`` (old name -> name in the section)
     moved into the sub-mapping ``section``; a mapping that already has the section, or none of the keys, is

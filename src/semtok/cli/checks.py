@@ -103,6 +103,42 @@ def data_source(spec: str | None, flag: str = "--data") -> None:
         raise SemtokError(f"{flag} '{spec}' is a file, expected 'mnist5k' or an image folder")
 
 
+# semtok.data.build.SPLITS / LABEL_MODES, spelled out here so that `semtok --help` does not import torch.
+SPLITS = ("train", "val", "all")
+LABEL_MODES = ("auto", "folders", "none")
+
+
+def add_data_options(parser: argparse.ArgumentParser, split: str | None) -> None:
+    """``--labels`` (how an image folder's labels are read) and, unless ``split`` is None, ``--split`` (default
+    ``split``) of the verbs that read a data set."""
+    if split is not None:
+        parser.add_argument(
+            "--split",
+            default=split,
+            choices=SPLITS,
+            help=f"train, val or all (every image of the data set; default {split})",
+        )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        choices=LABEL_MODES,
+        help="image folders: auto (class subfolders make it labelled; default, or the run's data.labels), "
+        "folders (class subfolders required) or none (every image under it, at any depth, unlabelled)",
+    )
+
+
+def data_labels(args: argparse.Namespace, run: str | Path | None = None) -> str:
+    """The ``--labels`` of a verb: as given, else the run's ``data.labels`` when it reads the run's own data set
+    (no ``--data``), else "auto"."""
+    if args.labels is not None:
+        return args.labels
+    if run is not None and getattr(args, "data", None) is None:
+        from semtok.config import run_labels
+
+        return run_labels(run)
+    return "auto"
+
+
 def model_folder(
     path: str | Path,
     flag: str,

@@ -18,7 +18,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
     )
-    evaluate.add_argument("--split", default="val", choices=["train", "val"])
+    checks.add_data_options(evaluate, "val")
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--teacher-weights", help="local teacher weights file")
     evaluate.add_argument("--no-fid", action="store_true", help="skip rFID (the slowest metric on a CPU)")
@@ -68,6 +68,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     probe.add_argument(
         "--data", default=None, help="'mnist5k' or a labelled image folder (default: the run's data)"
     )
+    checks.add_data_options(probe, None)
     probe.add_argument("--batch-size", type=int, default=128, help="images per encoding batch")
     probe.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations per fit (default 500)")
     probe.add_argument("--seed", type=int, default=0, help="seed of the train hold-out split (default 0)")
@@ -118,6 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         fid=not args.no_fid,
         inception_weights=args.inception_weights,
         lpips_weights=args.lpips_weights,
+        labels=checks.data_labels(args, args.path),
     )
     out = (
         Path(args.out)
@@ -175,6 +177,7 @@ def _evaluate_generation(args: argparse.Namespace) -> int:
         reference=args.reference,
         samples_npz=args.samples_npz,
         processes=join(),
+        labels=args.labels,
     )
     if results is None:  # another process of a distributed run: the main one writes
         return 0
@@ -197,6 +200,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     checks.positive_int(args.batch_size, "--batch-size")
     checks.positive_int(args.max_iter, "--max-iter")
     checks.output_file(args.out, "--out")
+    labels = checks.data_labels(args, args.path)
+    if labels == "none":
+        raise SemtokError("--labels none: the linear probe needs labels (use auto or folders)")
 
     from semtok.evaluation.common import format_table, write_json
     from semtok.evaluation.probe import linear_probe
@@ -204,7 +210,13 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
     data = args.data or run_dataset(args.path)
     results = linear_probe(
-        args.path, data, args.batch_size, args.max_iter, args.seed, progress=not args.no_progress
+        args.path,
+        data,
+        args.batch_size,
+        args.max_iter,
+        args.seed,
+        progress=not args.no_progress,
+        labels=labels,
     )
     out = Path(args.out) if args.out else resolve_model_dir(args.path, "tokenizer").parent / "probe_val.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         required=True,
         help="'mnist5k', 'mnist5k-captioned' or an image folder (a COCO root or a captions.jsonl folder: captions)",
     )
-    tokenize.add_argument("--split", default="train", choices=["train", "val"])
+    checks.add_data_options(tokenize, "all")
     tokenize.add_argument("--batch-size", type=int, default=128)
     tokenize.add_argument(
         "--out", required=True, help="output name: writes NAME.npy, NAME.labels.npy, NAME.json"
@@ -36,7 +36,10 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     )
     tokenize.add_argument("--seed", type=int, default=0, help="seed of the augmentation")
     tokenize.add_argument(
-        "--num-workers", type=int, default=0, help="DataLoader workers that decode and augment (default 0)"
+        "--num-workers",
+        type=int,
+        default=-1,
+        help="DataLoader workers that decode and augment (default -1: auto, 0 for in-memory data such as mnist5k)",
     )
     tokenize.add_argument("--no-progress", action="store_true")
 
@@ -80,7 +83,7 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     reconstruct.add_argument(
         "--data", default=None, help="'mnist5k' or an image folder (default: the run's data)"
     )
-    reconstruct.add_argument("--split", default="val", choices=["train", "val"])
+    checks.add_data_options(reconstruct, "val")
     reconstruct.add_argument("--n", type=int, default=32, help="number of images (default 32)")
     reconstruct.add_argument("--out", required=True, help="image file, e.g. grid.png")
 
@@ -89,11 +92,12 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     checks.tokenizer_folder(args.path)
     checks.data_source(args.data)
     checks.positive_int(args.batch_size, "--batch-size")
-    checks.non_negative_int(args.num_workers, "--num-workers")
+    if args.num_workers < -1:
+        raise SemtokError(f"--num-workers {args.num_workers}: expected -1 (auto), 0 or a positive number")
     checks.positive_int(args.views, "--views", "a positive number of views")
-    if args.views > 1 and (args.augment == "none" or args.split != "train"):
+    if args.views > 1 and (args.augment == "none" or args.split == "val"):
         raise SemtokError(
-            f"--views {args.views}: several views need --augment flip|crop_flip and --split train"
+            f"--views {args.views}: several views need --augment flip|crop_flip and --split train or all"
         )
     low, high = args.crop_scale
     if not 0 < low <= high <= 1:
@@ -117,6 +121,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         num_workers=args.num_workers,
         processes=join(),
+        labels=checks.data_labels(args),
     )
     if manifest is None:  # another process of a distributed run: the main one writes
         return 0
@@ -223,7 +228,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from semtok.visual.grids import reconstruction_grid, save_grid
 
     tokenizer = Tokenizer.from_pretrained(resolve_model_dir(args.path, "tokenizer"))
-    dataset = build_dataset(args.data or run_dataset(args.path), args.split, tokenizer.config.image_size)
+    dataset = build_dataset(
+        args.data or run_dataset(args.path),
+        args.split,
+        tokenizer.config.image_size,
+        labels=checks.data_labels(args, args.path),
+    )
     images = torch.stack([dataset[i][0] for i in range(min(args.n, len(dataset)))])
     print(f"reconstructions: {save_grid(reconstruction_grid(tokenizer, images), args.out)}")
     return 0

@@ -17,6 +17,12 @@ def _add_common_options(parser: argparse.ArgumentParser, default_config: str, im
     )
     if images:
         parser.add_argument("--data", help="'mnist5k' or an image folder (overrides data.dataset)")
+        parser.add_argument(
+            "--data-labels",
+            choices=("auto", "folders", "none"),
+            help="image folders: auto, folders (class subfolders required) or none (every image, unlabelled) "
+            "(overrides data.labels)",
+        )
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -94,6 +100,7 @@ def _overrides(args: argparse.Namespace, spec: StageSpec) -> list[str]:
     overrides = []
     for flag, key in (
         ("data", "data.dataset"),
+        ("data_labels", "data.labels"),
         ("teacher", "model.teacher.name"),
         ("teacher_weights", "model.teacher.weights"),
     ):
@@ -185,6 +192,7 @@ def cmd_build_cluster(args: argparse.Namespace) -> int:
     overrides = []
     for flag, key in (
         ("data", "data.dataset"),
+        ("data_labels", "data.labels"),
         ("teacher", "model.teacher.name"),
         ("teacher_weights", "model.teacher.weights"),
         ("codebook_size", "model.num_codes"),

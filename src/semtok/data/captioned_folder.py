@@ -20,14 +20,13 @@ captions (every captioned data set, :class:`~semtok.data.captioned_mnist.Caption
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from semtok.data.caption_files import match_captions, read_caption_jsonl, read_coco_captions
 from semtok.data.folder import ImageFolderDataset
-from semtok.data.folder_scan import FolderScan, scan_image_folder
+from semtok.data.folder_scan import FolderScan, concat_scans, relative_name, scan_image_folder
 from semtok.data.items import checked_index
 from semtok.errors import SemtokError
 
@@ -39,6 +38,7 @@ __all__ = [
     "caption_layout",
     "captioned_scan",
     "coco_scan",
+    "concat_captioned",
     "jsonl_scan",
 ]
 
@@ -69,8 +69,8 @@ def captioned_scan(scan: FolderScan, captions: Mapping[str, list[str]], source: 
     """Keep the images of ``scan`` that have captions (keys: paths relative to ``scan.root``); warn and count the
     rest (see :func:`~semtok.data.caption_files.match_captions`). Files skipped as unreadable are not counted again
     as captions without images."""
-    names = [Path(os.path.relpath(path, scan.root)).as_posix() for path, _ in scan.samples]
-    unreadable = {Path(os.path.relpath(path, scan.root)).as_posix() for path in scan.skipped_files}
+    names = [relative_name(scan.root, path) for path, _ in scan.samples]
+    unreadable = {relative_name(scan.root, path) for path in scan.skipped_files}
     captions = {name: rows for name, rows in captions.items() if name not in unreadable}
     kept, report = match_captions(names, captions, source)
     if not kept:
@@ -85,6 +85,23 @@ def captioned_scan(scan: FolderScan, captions: Mapping[str, list[str]], source: 
         skipped_files=list(scan.skipped_files),
     )
     return CaptionedScan(reduced, [list(captions[names[i]]) for i in kept], report, source)
+
+
+def concat_captioned(root: Path, parts: Sequence[CaptionedScan]) -> CaptionedScan:
+    """The captioned scans ``parts`` as one, in order (COCO's split "all": train2017 then val2017): samples and
+    their captions stay paired; the report counts are summed; ``root`` is the folder above the parts."""
+    if len(parts) == 1:
+        return parts[0]
+    report: dict[str, int] = {}
+    for part in parts:
+        for key, count in part.report.items():
+            report[key] = report.get(key, 0) + count
+    return CaptionedScan(
+        concat_scans(root, [part.scan for part in parts]),
+        [rows for part in parts for rows in part.captions],
+        report,
+        Path(root) / "annotations",
+    )
 
 
 def coco_scan(root: Path, split: str, check_headers: bool = True) -> CaptionedScan:

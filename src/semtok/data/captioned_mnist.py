@@ -108,10 +108,13 @@ class CaptionedMNIST(Dataset):
         self.attributes: list[Attributes] = []
         self.captions: list[str] = []
         images = []
-        split_id = 0 if split == "train" else 1
-        for index, (position, digit) in enumerate(zip(self.indices, labels, strict=True)):
-            rng = np.random.default_rng([self.seed, index, split_id])
-            colours = [c for c in COLOUR_NAMES if split != "train" or (int(digit), c) not in HELD_OUT]
+        # "all" is train then val, each item drawn as in its own split (its index there, its split's colours)
+        parts = [(part, len(mnist5k_split_indices(part))) for part in ("train", "val")]
+        parts = parts if split == "all" else [(split, len(self.indices))]
+        origins = [(part, index) for part, count in parts for index in range(count)]
+        for (part, index), position, digit in zip(origins, self.indices, labels, strict=True):
+            rng = np.random.default_rng([self.seed, index, 0 if part == "train" else 1])
+            colours = [c for c in COLOUR_NAMES if part != "train" or (int(digit), c) not in HELD_OUT]
             attributes = Attributes(int(digit), str(rng.choice(colours)), str(rng.choice(list(SIZES))))
             self.attributes.append(attributes)
             self.captions.append(caption_for(attributes, int(rng.integers(len(TEMPLATES)))))

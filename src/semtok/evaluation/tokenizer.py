@@ -30,9 +30,11 @@ def evaluate_tokenizer(
     inception_weights: str | None = None,
     lpips_weights: str | None = None,
     limit: int | None = None,
+    labels: str = "auto",
 ) -> dict[str, Any]:
     """Metrics of the tokenizer at ``path`` on ``data``/``split`` (``limit``: an evenly spaced subset of that many
-    images, see :func:`evenly_spaced`; the rFID reference is the same subset).
+    images, see :func:`evenly_spaced`; the rFID reference is the same subset; ``labels``: how an image folder's
+    labels are read, see :func:`~semtok.data.build.build_dataset`).
 
     Always: codebook usage and perplexity. VQ-KD: cosine similarity of decoded features to the teacher's;
     Cluster: cosine similarity of each token's centroid to the teacher feature it stands for.
@@ -44,13 +46,14 @@ def evaluate_tokenizer(
     tokenizer_dir = resolve_model_dir(path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     image_size = tokenizer.config.image_size
-    dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none"), limit)
+    dataset = evenly_spaced(build_dataset(data, split, image_size, augment="none", labels=labels), limit)
     counts = torch.zeros(tokenizer.num_codes, dtype=torch.long)
     results: dict[str, Any] = {
         "tokenizer": str(tokenizer_dir),
         "kind": tokenizer.kind,
         "data": data,
         "split": split,
+        "labels": labels,
         "images": len(dataset),
         "num_codes": tokenizer.num_codes,
         "grid": list(tokenizer.grid_size),
@@ -120,7 +123,7 @@ def evaluate_tokenizer(
         if fid:
             results.update(
                 reconstruction_fid(
-                    dataset, data, split, image_size, recon_chunks, inception_weights, progress, limit
+                    dataset, data, split, image_size, recon_chunks, inception_weights, progress, limit, labels
                 )
             )
     return results
@@ -135,13 +138,17 @@ def reconstruction_fid(
     inception_weights: str | None,
     progress: bool,
     limit: int | None = None,
+    labels: str = "auto",
 ) -> dict[str, Any]:
     """rFID: reconstructions (uint8 chunks) against the cached statistics of the same split's originals
-    (``dataset`` already cut to ``limit`` images by :func:`evenly_spaced`; ``limit`` is part of the cache key)."""
+    (``dataset`` already cut to ``limit`` images by :func:`evenly_spaced`; ``limit`` and ``labels`` are part of
+    the cache key)."""
     from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance
 
     extractor = InceptionFeatures(weights=inception_weights)
-    mu_ref, sigma_ref = fid_reference(dataset, data, split, image_size, extractor, limit, progress)
+    mu_ref, sigma_ref = fid_reference(
+        dataset, data, split, image_size, extractor, limit, progress, labels=labels
+    )
     features = extractor.extract(recon_chunks, progress=progress)
     mu, sigma = feature_stats(features)
     return {

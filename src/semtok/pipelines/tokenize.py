@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from semtok.config import to_dict
 from semtok.data.build import build_dataset
+from semtok.data.config import resolve_num_workers
 from semtok.data.processes import Processes, in_batch_order
 from semtok.data.token_captions import write_token_captions
 from semtok.data.token_file import create_partial_ids, finish_token_file, partial_ids_path
@@ -37,22 +38,26 @@ def tokenize_dataset(
     crop_scale: tuple[float, float] = (0.08, 1.0),
     seed: int = 0,
     progress: bool = True,
-    num_workers: int = 0,
+    num_workers: int = -1,
     processes: Processes | None = None,
+    labels: str = "auto",
 ) -> Path | None:
     """Token ids of a whole data split, written as a token file; returns the manifest path ``OUT.json``.
 
     ``OUT.npy``: ids ``[views * N, h, w]`` (uint16 for codebooks of at most 65,536 codes, else int32) in
     ``[0, num_codes)``; ``OUT.labels.npy``: int64 ``[views * N]`` (-1 = unlabelled). ``views`` > 1 needs
     ``augment`` "flip" or "crop_flip" (random resized crops of ``crop_scale`` of the area, then a flip) on the
-    train split (every view would otherwise be the same image); rows are view-major. ``tokenizer_path``: a run
+    train split or "all" (every view would otherwise be the same image); rows are view-major. ``split``: "train",
+    "val" or "all" (every image of the data set); ``labels``: how an image folder's labels are read ("auto",
+    "folders", "none": :func:`~semtok.data.build.build_dataset`); the manifest records both. ``tokenizer_path``: a run
     folder or a tokenizer folder. Read the result with :func:`semtok.load_tokens`. A captioned data set also
     writes ``OUT.captions.json`` (one list of str per row; read it with
     :func:`semtok.data.token_captions.read_token_captions`), named by the manifest's ``captions_file``; its
     ``data.captions`` records ``{"images": N, "captions": the captions of the N images}`` (one view's worth), plus
     the data set's ``caption_report`` counts (images without captions, captions without images) when it has one.
 
-    ``num_workers``: DataLoader workers that decode and augment. ``processes``
+    ``num_workers``: DataLoader workers that decode and augment (-1: ``data.num_workers``'s auto rule,
+    :func:`semtok.data.config.resolve_num_workers`). ``processes``
     (:func:`semtok.data.processes.join`): each process encodes every ``world_size``-th batch straight into the one ids
     file (a memory-mapped ``OUT.npy.partial``, renamed when complete; the processes need a shared file system); the
     main process writes labels, captions and manifest and returns the manifest path, the others None. The file is
@@ -65,18 +70,22 @@ def tokenize_dataset(
         raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
     if views < 1:
         raise SemtokError(f"views: expected a positive number of views, got {views}")
-    if views > 1 and (augment == "none" or split != "train"):
+    if views > 1 and (augment == "none" or split == "val"):
         raise SemtokError(
-            f"views {views}: several views need augment 'flip' or 'crop_flip' on the train split"
+            f"views {views}: several views need augment 'flip' or 'crop_flip' on the train split or all"
         )
+    label_mode = labels  # (``labels`` below: the rows' labels)
     tokenizer_dir = resolve_model_dir(tokenizer_path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
     size = tokenizer.config.image_size
-    dataset = build_dataset(data, split, size, augment=augment, crop_scale=crop_scale, seed=seed)
+    dataset = build_dataset(
+        data, split, size, augment=augment, crop_scale=crop_scale, seed=seed, labels=label_mode
+    )
     captioned = hasattr(dataset, "captions_of") and getattr(dataset, "captioned", True)  # shards say it
     processes = processes or Processes()
     encode = _encode_stream if getattr(dataset, "is_stream", False) else _encode_indexed
-    done = encode(tokenizer, dataset, out, views, batch_size, num_workers, processes, progress)
+    workers = resolve_num_workers(num_workers, dataset)
+    done = encode(tokenizer, dataset, out, views, batch_size, workers, processes, progress)
     if done is None:  # not the main process: it wrote its rows; the main one writes the rest
         processes.barrier()
         return None
@@ -90,6 +99,7 @@ def tokenize_dataset(
         "data": {
             "dataset": str(data),
             "split": split,
+            "labels": label_mode,
             "image_size": size,
             "augment": augment,
             "crop_scale": list(crop_scale) if augment == "crop_flip" else None,

@@ -57,8 +57,8 @@ class ClusterBuildConfig:
     device: str = "auto"  # auto | cpu | cuda (teacher and assignment pass; faiss-cpu clusters on the CPU)
 
     def __post_init__(self) -> None:
-        if self.split not in ("train", "val"):
-            raise SemtokError(f"config key 'build.split': expected train or val, got {self.split!r}")
+        if self.split not in ("train", "val", "all"):
+            raise SemtokError(f"config key 'build.split': expected train, val or all, got {self.split!r}")
         for key in ("max_images", "num_workers", "max_points"):
             if getattr(self, key) < 0:
                 raise SemtokError(f"config key 'build.{key}': expected an int >= 0, got {getattr(self, key)}")
@@ -281,6 +281,7 @@ def build_cluster_tokenizer(
         augment=data.augment,
         crop_scale=data.crop_scale,
         seed=build.seed,
+        labels=data.labels,
     )
     if len(dataset) == 0:
         raise SemtokError(f"dataset {data.dataset!r}: the {build.split} split holds no images")

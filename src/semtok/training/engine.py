@@ -92,6 +92,7 @@ class Stage:
             augment=data.augment,
             crop_scale=data.crop_scale,
             seed=self.config.train.seed,
+            labels=data.labels,
         )
 
     def after_resume(self, engine: Engine) -> None:

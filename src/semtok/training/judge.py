@@ -126,7 +126,9 @@ class JudgeStage(Stage):
     def finish(self, engine: Engine) -> tuple[Judge, dict[str, Any]]:
         data = self.config.data
         self.judge.eval()
-        val_set = build_dataset(data.dataset, "val", self.judge.config.image_size, augment="none")
+        val_set = build_dataset(
+            data.dataset, "val", self.judge.config.image_size, augment="none", labels=data.labels
+        )
         val = evaluate_judge(self.judge, val_set, progress=engine.show_progress)
         engine.log(engine.step_index, {"val/top1": val["top1"]})
         self.judge.info = {
