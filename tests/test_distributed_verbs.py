@@ -41,88 +41,79 @@ def test_batches_are_dealt_round_robin_and_cover_every_item_once():
     assert join().world_size == 1  # no launcher, no group: one process
 
 
-def _tokenize(rank: int, tokenizer: str, images: str, out: str) -> str | None:
+def _read_only_verbs(rank: int, tokenizer: str, images: str, shards: str, run: str, out: str) -> dict:
+    """In each process of the job: tokenize the folder (2 augmented views, a DataLoader worker), tokenize its
+    shards (2 workers), sample 7 images in batches of 2. One spawn per job size keeps the test short."""
+    from semtok.generators.sampler import Sampler
+    from semtok.generators.sampling import SamplingConfig
     from semtok.pipelines.tokenize import tokenize_dataset
 
-    manifest = tokenize_dataset(
+    processes = join()
+    folder = tokenize_dataset(
         tokenizer,
         images,
         "train",
-        out,
+        f"{out}-folder",
         batch_size=3,
         views=2,
         augment="crop_flip",
         seed=5,
         progress=False,
         num_workers=1,
-        processes=join(),
+        processes=processes,
     )
-    return None if manifest is None else str(manifest)
-
-
-def test_tokenize_from_two_processes_writes_the_one_process_file(masked_run, tmp_path):
-    from semtok.data.token_file import read_token_file
-
-    args = (str(masked_run["tokenizer"]), str(masked_run["images"]))
-    one = run_processes(_tokenize, 1, *args, str(tmp_path / "one"))
-    two = run_processes(_tokenize, 2, *args, str(tmp_path / "two"))
-    assert one[0] and two[0] and two[1] is None  # the main process writes and returns the manifest
-    ids1, labels1, info1 = read_token_file(one[0])
-    ids2, labels2, info2 = read_token_file(two[0])
-    assert ids1.shape == (16, 8, 8)  # 2 views x 8 images
-    np.testing.assert_array_equal(ids1, ids2)
-    np.testing.assert_array_equal(labels1, labels2)
-    assert labels1.tolist() == [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
-    assert not np.array_equal(ids1[:8], ids1[8:])  # two different augmented views
-    assert not (tmp_path / "two.npy.partial").exists()
-
-
-def _tokenize_shards(rank: int, tokenizer: str, shards: str, out: str) -> str | None:
-    from semtok.pipelines.tokenize import tokenize_dataset
-
-    manifest = tokenize_dataset(
-        tokenizer, shards, "train", out, batch_size=3, progress=False, num_workers=2, processes=join()
+    streamed = tokenize_dataset(
+        tokenizer,
+        shards,
+        "train",
+        f"{out}-shards",
+        batch_size=3,
+        progress=False,
+        num_workers=2,
+        processes=processes,
     )
-    return None if manifest is None else str(manifest)
+    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+    sampled = Sampler(run).sample(labels, SamplingConfig(steps=2), seed=7, batch_size=2, processes=processes)
+    return {"folder": folder, "shards": streamed, "sampled": sampled}
 
 
-def test_tokenize_shards_from_two_processes_gives_the_folder_rows(masked_run, tmp_path):
-    """Shards (3 images each, written shuffled) read by 2 processes x 2 workers: rows sorted by the sample's index,
-    the same file as 1 process and as the folder itself."""
+def test_tokenize_and_sample_from_two_processes_equal_one(masked_run, tmp_path):
+    """The token files (folder, and its shards: 3 images each, written shuffled, rows sorted by the sample's index)
+    and the samples of 2 gloo processes equal 1 process's; the shards give the folder's own rows."""
     from semtok.data.shard_writer import write_shards
     from semtok.data.token_file import read_token_file
     from semtok.pipelines.tokenize import tokenize_dataset
 
     images, tokenizer = str(masked_run["images"]), str(masked_run["tokenizer"])
     write_shards(images, tmp_path / "shards", shard_size=3, split="train", progress=False)
-    one = run_processes(_tokenize_shards, 1, tokenizer, str(tmp_path / "shards"), str(tmp_path / "one"))
-    two = run_processes(_tokenize_shards, 2, tokenizer, str(tmp_path / "shards"), str(tmp_path / "two"))
-    folder = tokenize_dataset(tokenizer, images, "train", tmp_path / "folder", progress=False)
-    ids1, labels1, _ = read_token_file(one[0])
-    ids2, labels2, _ = read_token_file(two[0])
-    ids_folder, labels_folder, _ = read_token_file(folder)
-    assert ids1.shape == (8, 8, 8) and two[1] is None
+    args = (tokenizer, images, str(tmp_path / "shards"), str(masked_run["run"]))
+    one = run_processes(_read_only_verbs, 1, *args, str(tmp_path / "one"), timeout_s=300)
+    two = run_processes(_read_only_verbs, 2, *args, str(tmp_path / "two"), timeout_s=300)
+    # the main process writes and returns the manifest, the other None
+    assert two[1]["folder"] is None and two[1]["shards"] is None and one[0]["folder"] and two[0]["folder"]
+    ids1, labels1, _ = read_token_file(one[0]["folder"])
+    ids2, labels2, _ = read_token_file(two[0]["folder"])
+    assert ids1.shape == (16, 8, 8)  # 2 views x 8 images
     np.testing.assert_array_equal(ids1, ids2)
-    np.testing.assert_array_equal(ids1, ids_folder)
-    np.testing.assert_array_equal(labels2, labels_folder)
+    np.testing.assert_array_equal(labels1, labels2)
+    assert labels1.tolist() == [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
+    assert not np.array_equal(ids1[:8], ids1[8:])  # two different augmented views
+    assert not list(tmp_path.glob("*.partial"))
 
+    plain = tokenize_dataset(tokenizer, images, "train", tmp_path / "plain", progress=False)
+    shard_ids1, _, _ = read_token_file(one[0]["shards"])
+    shard_ids2, shard_labels2, _ = read_token_file(two[0]["shards"])
+    plain_ids, plain_labels, _ = read_token_file(plain)
+    assert shard_ids1.shape == (8, 8, 8)
+    np.testing.assert_array_equal(shard_ids1, shard_ids2)
+    np.testing.assert_array_equal(shard_ids1, plain_ids)
+    np.testing.assert_array_equal(shard_labels2, plain_labels)
 
-def _sample(rank: int, run: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from semtok.generators.sampler import Sampler
-    from semtok.generators.sampling import SamplingConfig
-
-    labels = torch.tensor([0, 1, 1, 0, 1, 0, 0])
-    sampler = Sampler(run)
-    return sampler.sample(labels, SamplingConfig(steps=2), seed=7, batch_size=2, processes=join())
-
-
-def test_sample_from_two_processes_gives_the_one_process_ids(masked_run):
-    one = run_processes(_sample, 1, str(masked_run["run"]))
-    two = run_processes(_sample, 2, str(masked_run["run"]))
-    assert one[0][1].shape == (7, 8, 8)
+    images1, ids1 = one[0]["sampled"]
+    assert ids1.shape == (7, 8, 8)
     for rank in range(2):  # every process gets every batch back, in order
-        torch.testing.assert_close(two[rank][1], one[0][1], rtol=0, atol=0)
-        torch.testing.assert_close(two[rank][0], one[0][0], rtol=0, atol=0)
+        torch.testing.assert_close(two[rank]["sampled"][1], ids1, rtol=0, atol=0)
+        torch.testing.assert_close(two[rank]["sampled"][0], images1, rtol=0, atol=0)
 
 
 def _evaluate(rank: int, run: str, images: str, cache: str, out: str) -> int:

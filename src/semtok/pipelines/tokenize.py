@@ -184,7 +184,7 @@ def _encode_stream(
     """Encode streamed shards (epoch mode: each process and worker reads its own shards): rows sorted by (view,
     the sample's global index), so the file is the same whatever the number of processes, workers or the shard
     order. Each process keeps its own ids until the rows are known, then writes them into the shared file."""
-    mine: list[tuple[np.ndarray, np.ndarray]] = []  # (global indices [b], ids [b, h, w]) per batch
+    mine: list[tuple[int, np.ndarray, np.ndarray]] = []  # (view, global indices [b], ids [b, h, w]) per batch
     keys: list[tuple[int, int, int, list[str]]] = []  # (view, index, label, captions)
     dataset.rank, dataset.world_size = processes.rank, processes.world_size  # workers cannot ask the group
     with tqdm(desc="tokenize", unit="img", disable=not progress) as bar:
@@ -194,20 +194,20 @@ def _encode_stream(
             for images, labels, indices in loader:
                 with torch.inference_mode():
                     ids = tokenizer.encode(images)
-                mine.append((view * len(dataset) + indices.numpy(), ids.numpy()))
+                mine.append((view, indices.numpy(), ids.numpy()))
                 for index, label in zip(indices.tolist(), labels.tolist(), strict=True):
                     captions = dataset.captions_of(index) if getattr(dataset, "captioned", False) else []
                     keys.append((view, index, label, captions))
                 bar.update(images.shape[0])
     everything = sorted((key for part in processes.gather(keys) for key in part), key=lambda k: k[:2])
-    order = {view * len(dataset) + index: row for row, (view, index, _, _) in enumerate(everything)}
+    order = {(view, index): row for row, (view, index, _, _) in enumerate(everything)}
     count = len(everything) // views
     if processes.is_main:
         create_partial_ids(out, len(everything), tuple(tokenizer.grid_size), tokenizer.num_codes)
     processes.barrier()
     ids_file = np.load(partial_ids_path(out), mmap_mode="r+")
-    for indices, ids in mine:
-        ids_file[[order[int(i)] for i in indices]] = ids
+    for view, indices, ids in mine:
+        ids_file[[order[view, int(i)] for i in indices]] = ids
     ids_file.flush()
     del ids_file
     processes.barrier()
