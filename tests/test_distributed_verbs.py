@@ -176,4 +176,5 @@ def test_evaluate_against_a_reference_npz_and_its_bad_input(masked_run, tmp_path
     assert main([*common, "--reference", str(stats), "--out", str(tmp_path / "ref.json")]) == 0
     with_file = json.loads((tmp_path / "ref.json").read_text())
     assert "precision_recall_skipped" in with_file and with_file["samples"] == 2
+    assert with_file["sfid"] > 0  # `semtok stats` wrote ADM's spatial statistics too
     assert str(stats) in with_file["fid_reference"] and "2 evenly spaced" in with_file["protocol"]

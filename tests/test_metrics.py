@@ -37,22 +37,21 @@ def _features(n: int = 200, d: int = 64, seed: int = 0) -> np.ndarray:
     return rng.normal(size=(n, d)) @ mixing + rng.normal(size=d)
 
 
-def _fid_by_eigenvalues(a: np.ndarray, b: np.ndarray) -> float:
-    """tr sqrt(S1 S2) = sum sqrt(eig(sqrt(S1) S2 sqrt(S1))), with sqrt(S1) from a symmetric eigendecomposition."""
+def _fid_by_sqrtm(a: np.ndarray, b: np.ndarray) -> float:
+    """pytorch-fid's computation: tr(sqrtm(S1 S2)) by scipy's general matrix square root (real part)."""
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = scipy.linalg.eigh(s1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    inner = scipy.linalg.eigvalsh(root1 @ s2 @ root1)
-    tr_covmean = np.sqrt(np.clip(inner, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
-def test_frechet_distance_matches_eigenvalue_form():
+def test_frechet_distance_matches_pytorch_fids_sqrtm():
     a, b = _features(seed=0), _features(seed=1) * 1.3 + 0.2
     ours = fid_from_features(a, b)
-    assert ours == pytest.approx(_fid_by_eigenvalues(a, b), rel=1e-3)
+    assert ours == pytest.approx(_fid_by_sqrtm(a, b), rel=1e-9)
     assert ours == pytest.approx(frechet_distance(*feature_stats(a), *feature_stats(b)))
+    few_a, few_b = _features(n=40, seed=2), _features(n=40, seed=3) + 0.5  # fewer images than dimensions
+    assert fid_from_features(few_a, few_b) == pytest.approx(_fid_by_sqrtm(few_a, few_b), rel=1e-4)
 
 
 def test_fid_self_zero_and_monotone_in_noise():

@@ -141,12 +141,14 @@ def evaluate_generation(
     them (the split's label set, without repeats: more is an error); the reference stays the whole split.
     ``reference``: an ``.npz`` with ``mu`` / ``sigma`` (the ADM reference batch ``VIRTUAL_imagenet256_labeled.npz``,
     or ``semtok stats`` output) instead of the split's statistics; its images (``arr_0``), when present, are the
-    precision / recall reference. ``samples_npz``: also write the samples as an ADM sample batch (``arr_0`` uint8
+    precision / recall reference, and its ``mu_s`` / ``sigma_s``, when present, give the sFID (ADM's spatial
+    features: ``mixed_6/conv``, first 7 channels). ``samples_npz``: also write the samples as an ADM sample batch (``arr_0`` uint8
     [N, H, W, 3], ``arr_1`` labels), the exact images scored. ``processes``: split the sampling over the job's
     processes (:func:`semtok.data.processes.join`); the main process returns the results, the others None.
     """
     from semtok.evaluation.common import evenly_spaced, fid_reference
     from semtok.metrics import InceptionFeatures, feature_stats, frechet_distance
+    from semtok.metrics.image_batches import has_stats, read_stats
     from semtok.metrics.inception_score import inception_score_report
     from semtok.metrics.precision_recall import precision_recall
 
@@ -204,6 +206,7 @@ def evaluate_generation(
             )
     condition = {"prompts": prompts} if sampler.is_text else {"labels_B": labels}
     extractor = InceptionFeatures(weights=inception_weights)
+    spatial = reference is not None and has_stats(reference, spatial=True)  # ADM's sFID statistics
     collected = sample_features(
         sampler,
         condition,
@@ -215,6 +218,7 @@ def evaluate_generation(
         keep_images=sampler.is_text or samples_npz is not None,
         processes=processes,
         progress=progress,
+        spatial=spatial,
     )
     if collected is None:  # not the main process: the main one computes and writes the metrics
         return None
@@ -250,6 +254,12 @@ def evaluate_generation(
         "fid_extractor": extractor.extractor_id,
         "fid_reference": reference_about,
     }
+    if spatial:
+        results["sfid"] = frechet_distance(
+            *feature_stats(collected.spatial), *read_stats(reference, spatial=True)
+        )
+    else:
+        results["sfid_skipped"] = "needs a --reference .npz with the spatial statistics mu_s / sigma_s"
     if num_samples is not None:
         results["protocol"] += f", {num_samples} evenly spaced"
     if reference_features is not None:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from semtok.data.processes import Processes, in_batch_order
 from semtok.generators.sampler import Sampler
 from semtok.generators.sampling import SamplingConfig
+from semtok.metrics.inception_spatial import pool3_and_spatial
 from semtok.metrics.pixel import to_uint8
 
 
@@ -28,7 +29,8 @@ class SampleFeatures:
 
     ``features`` float64 [N, 2048]; ``logits`` float64 [N, 1008] or None (no full Inception weights);
     ``predicted`` int64 [N] judge classes or None (no judge); ``images`` uint8 [K, 3, H, W]: all N samples with
-    ``keep_images``, else the first ``keep_first``; ``seconds``: the slowest process's sampling + feature time.
+    ``keep_images``, else the first ``keep_first``; ``seconds``: the slowest process's sampling + feature time;
+    ``spatial`` float64 [N, 2023] sFID features (``mixed_6/conv``, first 7 channels) or None.
     """
 
     features: np.ndarray
@@ -36,6 +38,7 @@ class SampleFeatures:
     predicted: np.ndarray | None
     images: torch.Tensor
     seconds: float
+    spatial: np.ndarray | None = None
 
 
 def sample_features(
@@ -50,9 +53,11 @@ def sample_features(
     keep_first: int = 64,
     processes: Processes | None = None,
     progress: bool = False,
+    spatial: bool = False,
 ) -> SampleFeatures | None:
-    """Sample ``condition`` (``{"labels_B": int64 [N]}`` or ``{"prompts": [N str]}``) and collect the features;
-    returns them on the main process, None on the others."""
+    """Sample ``condition`` (``{"labels_B": int64 [N]}`` or ``{"prompts": [N str]}``) and collect the features
+    (with ``spatial`` also the sFID features, from the same forward pass); returns them on the main process, None
+    on the others."""
     import time
 
     processes = processes or Processes()
@@ -69,11 +74,16 @@ def sample_features(
     with bar:
         for index, images, _ in batches:
             uint8 = to_uint8(images)
-            if extractor.has_logits:
+            logits, part = None, {}
+            if spatial:
+                features, part["spatial"] = pool3_and_spatial(extractor, uint8)
+                if extractor.has_logits:  # the logits need their own pass
+                    logits = extractor.features_and_logits(uint8)[1]
+            elif extractor.has_logits:
                 features, logits = extractor.features_and_logits(uint8)
             else:
-                features, logits = extractor(uint8), None
-            part: dict[str, Any] = {"features": features.astype(np.float32), "logits": logits}
+                features = extractor(uint8)
+            part.update(features=features.astype(np.float32), logits=logits)
             if judge is not None and not sampler.is_text:
                 part["predicted"] = judge.classify(images).argmax(dim=1).numpy()
             start = index * batch_size
@@ -95,4 +105,5 @@ def sample_features(
         predicted=np.concatenate(predicted) if predicted else None,
         images=torch.cat(images) if images else torch.zeros(0, dtype=torch.uint8),
         seconds=max(took for _, took in gathered),
+        spatial=np.concatenate([part["spatial"] for part in ordered]) if spatial else None,
     )
