@@ -139,7 +139,7 @@ def main() -> None:
             "sample",
             str(out / "ar"),
             "--all-classes",
-            "--n",
+            "--num-images",
             "4",
             "--seed",
             "3",

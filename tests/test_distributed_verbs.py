@@ -178,3 +178,41 @@ def test_evaluate_against_a_reference_npz_and_its_bad_input(masked_run, tmp_path
     assert "precision_recall_skipped" in with_file and with_file["samples"] == 2
     assert with_file["sfid"] > 0  # `semtok stats` wrote ADM's spatial statistics too
     assert str(stats) in with_file["fid_reference"] and "2 evenly spaced" in with_file["protocol"]
+
+
+def test_sample_under_torchrun_writes_the_one_process_images(masked_run, tmp_path):
+    """The CLI under `torchrun` (the process group from the launcher's environment): 2 processes write the same
+    PNGs as 1."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    # --num-images: torchrun's parser would read --n as an abbreviation of its own --nnodes / --nproc-per-node
+    args = [
+        "sample",
+        str(masked_run["run"]),
+        "--class",
+        "1",
+        "--num-images",
+        "5",
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+    ]
+    assert (
+        main([*args, "--images", str(tmp_path / "one"), "--out", str(tmp_path / "one.png"), "--no-progress"])
+        == 0
+    )
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "semtok"]
+    extra = ["--images", str(tmp_path / "two"), "--out", str(tmp_path / "two.png"), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*launcher, *args, *extra], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("samples: ") == 1  # only the main process writes and reports
+    one, two = sorted((tmp_path / "one").glob("*.png")), sorted((tmp_path / "two").glob("*.png"))
+    assert len(one) == len(two) == 5
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))

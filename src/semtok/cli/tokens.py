@@ -63,7 +63,13 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         "--prompts", dest="prompts_file", metavar="FILE", help="text models: a file of prompts, one per line"
     )
     sample.add_argument(
-        "--n", type=int, default=16, help="samples (per class with --all-classes; default 16)"
+        "--n",
+        "--num-images",
+        dest="n",
+        type=int,
+        default=16,
+        help="samples (per class with --all-classes; default 16); under torchrun write --num-images (torchrun's "
+        "own parser reads --n as an abbreviation of its options)",
     )
     checks.add_sampling_options(sample)
     sample.add_argument("--seed", type=int, default=0)

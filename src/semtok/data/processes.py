@@ -63,7 +63,9 @@ def join() -> Processes:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        state = PartialState()
+        state = PartialState(
+            cpu=not torch.cuda.is_available()
+        )  # without cpu=True a CPU job is seen as 1 process
         return Processes(state.process_index, state.num_processes, state.device)
     return Processes(0, 1, torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
 
