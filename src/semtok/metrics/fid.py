@@ -111,23 +111,12 @@ def save_stats(path_stem: Path, mu: np.ndarray, sigma: np.ndarray, metadata: dic
 
 
 def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(mu [D], sigma [D, D]) float64 from an ``.npz`` holding arrays ``mu`` and ``sigma``.
+    """(mu [D], sigma [D, D]) float64 from an ``.npz`` holding arrays ``mu`` and ``sigma``: this cache's format, the
+    one of ``semtok stats`` and of ADM's (guided-diffusion) reference batches
+    (:func:`semtok.metrics.image_batches.read_stats`, its checks and one-line errors)."""
+    from semtok.metrics.image_batches import read_stats
 
-    That is this cache's format and also the one of ADM's (guided-diffusion) reference batches.
-    """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
-    except (OSError, KeyError, ValueError) as error:
-        raise SemtokError(
-            f"FID statistics '{path}': expected an .npz with arrays 'mu' and 'sigma': {error}"
-        ) from error
-    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
-        raise SemtokError(
-            f"FID statistics '{path}': expected mu [D] and sigma [D, D], got {mu.shape}, {sigma.shape}"
-        )
-    return mu, sigma
+    return read_stats(path)
 
 
 def _matching_metadata(stem: Path, key: dict[str, Any]) -> dict[str, Any] | None:
