@@ -29,6 +29,7 @@ import torch
 from semtok.errors import SemtokError
 from semtok.nn.vit import VIT_SIZES
 from semtok.teachers.config import TeacherConfig
+from semtok.teachers.registry import TEACHERS
 from semtok.tokenizers.vq_config import VQKDQuantizerConfig
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer
 
@@ -111,6 +112,8 @@ def beitv2_config(
         raise SemtokError(
             f"--teacher: the checkpoint's {teacher_dim}-d targets match no known teacher; name one"
         )
+    if teacher not in TEACHERS:
+        raise SemtokError(f"--teacher: unknown teacher {teacher!r}; known: {', '.join(TEACHERS)}")
     depth = _depth(state, "encoder.")
     size = next((n for n, s in VIT_SIZES.items() if s == (width, depth, heads)), None)
     return VQKDConfig(
