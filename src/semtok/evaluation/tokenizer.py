@@ -67,8 +67,14 @@ def evaluate_tokenizer(
         teacher_config = tokenizer.config.teacher
         if teacher_weights is not None:
             teacher_config = dataclasses.replace(teacher_config, weights=teacher_weights)
-        teacher = build_teacher_from_config(teacher_config)
         results["teacher"] = teacher_config.name
+        try:
+            teacher = build_teacher_from_config(teacher_config)
+        except SemtokError as error:
+            if teacher_weights is not None or "imported_from" not in tokenizer.info:
+                raise
+            # an imported tokenizer names the original's teacher, whose weights may not be here
+            results["teacher_cosine_skipped"] = f"teacher {teacher_config.name!r} unavailable: {error}"
     elif tokenizer.kind == "cluster":
         results["teacher"] = tokenizer.config.teacher.name  # its own frozen copy, inside the tokenizer folder
     run_summary = tokenizer_dir.parent / "summary.json"

@@ -75,9 +75,15 @@ class PositionEmbedding2D(nn.Module):
 
 
 class ViTEncoder(nn.Module):
-    """Images [B, 3, H, W] in [-1, 1] -> patch tokens [B, h*w, width] (h = H // patch), final LayerNorm applied."""
+    """Images [B, 3, H, W] in [-1, 1] -> patch tokens [B, h*w, width] (h = H // patch), final LayerNorm applied.
 
-    def __init__(self, image_size: int, patch_size: int, width: int, depth: int, heads: int) -> None:
+    ``cls_token``: a learned token [1, 1, width] (its position embedding folded in) runs through the blocks in
+    front of the patch tokens and is dropped at the end (BEiT v2's VQ-KD ViTs); off by default.
+    """
+
+    def __init__(
+        self, image_size: int, patch_size: int, width: int, depth: int, heads: int, cls_token: bool = False
+    ) -> None:
         super().__init__()
         if image_size % patch_size:
             from semtok.errors import SemtokError
@@ -86,6 +92,7 @@ class ViTEncoder(nn.Module):
         self.patch_size = patch_size
         self.patch_embed = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
         self.pos_embed = PositionEmbedding2D(image_size // patch_size, width)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width)) if cls_token else None
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(width, eps=1e-6)
 
@@ -93,27 +100,52 @@ class ViTEncoder(nn.Module):
         x = self.patch_embed(images_B3HW)
         grid_hw = (x.shape[-2], x.shape[-1])
         x = x.flatten(2).transpose(1, 2) + self.pos_embed(grid_hw)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x), grid_hw
+        return self.norm(run_blocks(self.blocks, x, self.cls_token)), grid_hw
 
 
 class ViTDecoder(nn.Module):
-    """Token vectors [B, h*w, in_dim] -> [B, h*w, out_dim] through `depth` transformer blocks."""
+    """Token vectors [B, h*w, in_dim] -> [B, h*w, out_dim] through `depth` transformer blocks.
 
-    def __init__(self, grid: int, in_dim: int, width: int, depth: int, heads: int, out_dim: int) -> None:
+    ``cls_token`` as in :class:`ViTEncoder`; ``head``: ``"linear"`` (one Linear, the default) or ``"tanh_mlp"``
+    (Linear(width, width) -> tanh -> Linear(width, out_dim), BEiT v2's ``decode_task_layer``).
+    """
+
+    def __init__(
+        self,
+        grid: int,
+        in_dim: int,
+        width: int,
+        depth: int,
+        heads: int,
+        out_dim: int,
+        cls_token: bool = False,
+        head: str = "linear",
+    ) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, width)
         self.pos_embed = PositionEmbedding2D(grid, width)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width)) if cls_token else None
         self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(width, eps=1e-6)
-        self.head = nn.Linear(width, out_dim)
+        if head == "tanh_mlp":
+            self.head: nn.Module = nn.Sequential(
+                nn.Linear(width, width), nn.Tanh(), nn.Linear(width, out_dim)
+            )
+        else:
+            self.head = nn.Linear(width, out_dim)
 
     def forward(self, x_BND: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
         x = self.embed(x_BND) + self.pos_embed(grid_hw)
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.norm(x))
+        return self.head(self.norm(run_blocks(self.blocks, x, self.cls_token)))
+
+
+def run_blocks(blocks: nn.ModuleList, x_BNW: torch.Tensor, cls_token: torch.Tensor | None) -> torch.Tensor:
+    """``x`` [B, N, W] through ``blocks``; with a ``cls_token`` [1, 1, W] it goes in front and is dropped after."""
+    if cls_token is not None:
+        x_BNW = torch.cat([cls_token.expand(x_BNW.shape[0], -1, -1).to(x_BNW.dtype), x_BNW], dim=1)
+    for block in blocks:
+        x_BNW = block(x_BNW)
+    return x_BNW if cls_token is None else x_BNW[:, 1:]
 
 
 def init_weights(module: nn.Module) -> None:

@@ -22,6 +22,8 @@ from semtok.tokenizers.feature import FeatureTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoder, PixelDecoderConfig
 from semtok.tokenizers.vq_config import VQKDQuantizerConfig, check_quantizer, upgrade_legacy_quantizer
 
+DECODER_HEADS = ("linear", "tanh_mlp")
+
 
 @dataclass
 class VQKDConfig:
@@ -32,10 +34,14 @@ class VQKDConfig:
     patch_size: int = 16
     encoder: str = "base"  # ViT size: tiny | small | base | large
     encoder_depth: int = 0  # 0: the size's own depth
+    encoder_width: int = 0  # 0: the size's own width (an imported checkpoint's other sizes)
+    encoder_heads: int = 0  # 0: the size's own number of heads
+    cls_token: bool = False  # encoder and feature decoder run a CLS token through their blocks (BEiT v2)
     quantizer: VQKDQuantizerConfig = field(default_factory=VQKDQuantizerConfig)
     decoder_width: int = 768
     decoder_depth: int = 1
     decoder_heads: int = 12
+    decoder_head: str = "linear"  # "linear" | "tanh_mlp" (BEiT v2's decode_task_layer)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     pixel_decoder: PixelDecoderConfig | None = None  # added by `semtok train decoder`
 
@@ -46,6 +52,20 @@ class VQKDConfig:
                 f"config: model.image_size {self.image_size} is not a multiple of model.patch_size {self.patch_size}"
             )
         vit_size(self.encoder)
+        if self.decoder_head not in DECODER_HEADS:
+            raise SemtokError(
+                f"config key 'model.decoder_head': expected one of {', '.join(DECODER_HEADS)}, "
+                f"got {self.decoder_head!r}"
+            )
+        width, _, heads = self.encoder_shape
+        if width % heads:
+            raise SemtokError(f"config: encoder width {width} is not a multiple of its {heads} heads")
+
+    @property
+    def encoder_shape(self) -> tuple[int, int, int]:
+        """(width, depth, heads) of the encoder: the named size with the ``encoder_*`` overrides applied."""
+        width, depth, heads = vit_size(self.encoder)
+        return self.encoder_width or width, self.encoder_depth or depth, self.encoder_heads or heads
 
     @classmethod
     def upgrade_legacy(cls, raw: dict[str, Any]) -> dict[str, Any]:
@@ -63,9 +83,10 @@ class VQKDTokenizer(FeatureTokenizer):
         super().__init__(config)
         if config.teacher.dim <= 0:
             raise SemtokError("config key 'model.teacher.dim' must be set (it comes from the teacher)")
-        width, depth, heads = vit_size(config.encoder)
-        depth = config.encoder_depth or depth
-        self.encoder = ViTEncoder(config.image_size, config.patch_size, width, depth, heads)
+        width, depth, heads = config.encoder_shape
+        self.encoder = ViTEncoder(
+            config.image_size, config.patch_size, width, depth, heads, cls_token=config.cls_token
+        )
         self.task_head = nn.Sequential(
             nn.Linear(width, width), nn.Tanh(), nn.Linear(width, config.quantizer.code_dim)
         )
@@ -78,6 +99,8 @@ class VQKDTokenizer(FeatureTokenizer):
             config.decoder_depth,
             config.decoder_heads,
             config.teacher.dim,
+            cls_token=config.cls_token,
+            head=config.decoder_head,
         )
         init_weights(self.encoder)
         init_weights(self.task_head)
