@@ -158,7 +158,9 @@ def reference_forward(state: dict, style: str, x: torch.Tensor, attn_levels=(1,)
             h = resnet(h, f"{n['dec'](i)}.{n['res']}.{b}")
             h = attn(h, f"{n['dec'](i)}.attn.{b}") if i in attn_levels else h
         if i > 0:
-            h = conv(F.interpolate(h, scale_factor=2.0, mode="nearest"), f"{n['dec'](i)}.upsample.conv", padding=1)
+            h = conv(
+                F.interpolate(h, scale_factor=2.0, mode="nearest"), f"{n['dec'](i)}.upsample.conv", padding=1
+            )
     out = conv(swish(gn(h, "decoder.norm_out")), "decoder.conv_out", padding=1)
     return ids.reshape(z.shape[:3]), out
 
@@ -211,12 +213,23 @@ def test_imported_folder_goes_through_evaluate_and_tokenize(source, tmp_path, im
     tokenizer = Tokenizer.from_pretrained(out)
     assert tokenizer.grid_size == (16, 16) and tokenizer.num_codes == CODES
     report = tmp_path / "eval.json"
-    argv = ["evaluate", str(out), "--data", str(image_folder), "--no-fid", "--no-progress", "--out", str(report)]
+    argv = [
+        "evaluate",
+        str(out),
+        "--data",
+        str(image_folder),
+        "--no-fid",
+        "--no-progress",
+        "--out",
+        str(report),
+    ]
     assert main(argv) == 0
     results = json.loads(report.read_text())
     assert 0 < results["usage"] <= 1 and results["num_codes"] == CODES and results["psnr"] > 0, results
     tokens = tmp_path / "tokens"
-    assert main(["tokenize", str(out), "--data", str(image_folder), "--out", str(tokens), "--no-progress"]) == 0
+    assert (
+        main(["tokenize", str(out), "--data", str(image_folder), "--out", str(tokens), "--no-progress"]) == 0
+    )
     ids = np.load(f"{tokens}.npy", allow_pickle=False)
     assert ids.shape[1:] == (16, 16) and ids.max() < CODES
     assert main(["import", source, str(tmp_path / "orig.pt"), "--out", str(out)]) == 2  # not empty
@@ -240,23 +253,25 @@ def bad_inputs(tmp_path: Path) -> list[tuple[str, str, str]]:
     data = good.read_bytes()
     (tmp_path / "truncated.ckpt").write_bytes(data[: len(data) // 2])
     torch.save({"state_dict": {"x": WritesAFile(tmp_path / "pwned.txt")}}, tmp_path / "evil.ckpt")
-    (tmp_path / "plain.pkl").write_bytes(pickle.dumps(WritesAFile(tmp_path / "pwned.txt")))
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps(WritesAFile(tmp_path / "pwned.txt"), protocol=2))
     torch.save({"optimizer": {"lr": 1.0}}, tmp_path / "other.pt")
     state = torch.load(good, weights_only=True)["state_dict"]
     missing = {k: v for k, v in state.items() if k != "encoder.mid.attn_1.q.weight"}
     torch.save({"state_dict": missing}, tmp_path / "missing.ckpt")
     save_file({**state, "encoder.extra.weight": torch.zeros(2)}, str(tmp_path / "extra.safetensors"))
     (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
+    (tmp_path / "notes.pt").write_text("# a text file, not a checkpoint\n")
     return [
         ("taming", "truncated.ckpt", "truncated or not a torch checkpoint"),
-        ("taming", "evil.ckpt", "needs code execution to unpickle, refused"),
-        ("llamagen", "plain.pkl", "needs code execution to unpickle, refused"),
+        ("taming", "evil.ckpt", "needs code execution to unpickle (getattr), refused: nothing of it ran"),
+        ("llamagen", "plain.pkl", "needs code execution to unpickle"),
         ("llamagen", "other.pt", "holds no state dict: expected a dict with 'model' or 'ema'"),
         ("llamagen", "good.ckpt", "holds no state dict"),  # a taming file given to the LlamaGen importer
         ("taming", "missing.ckpt", "is missing key 'encoder.mid.attn_1.q.weight'"),
         ("taming", "extra.safetensors", "has unexpected key 'encoder.extra.weight'"),
         ("taming", "bad.safetensors", "not a readable safetensors file"),
         ("taming", "nothing.ckpt", "does not exist"),
+        ("taming", "notes.pt", "truncated or not a torch checkpoint"),
     ]
 
 
@@ -269,6 +284,33 @@ def test_bad_checkpoints_fail_on_one_line_and_execute_nothing(tmp_path, capsys):
     assert not (tmp_path / "pwned.txt").exists()
     pickle.loads((tmp_path / "plain.pkl").read_bytes())  # the payload is live: plain unpickling runs it
     assert (tmp_path / "pwned.txt").read_text() == "pwned"
+
+
+def test_metadata_globals_of_real_checkpoints_load_as_inert_placeholders(tmp_path, monkeypatch):
+    """Lightning 1.x keys ``callbacks`` by the callback class; LlamaGen's training saves an argparse Namespace."""
+    import argparse
+    import sys
+    import types
+
+    module = types.ModuleType("pytorch_lightning.callbacks.model_checkpoint")
+
+    class ModelCheckpoint:
+        pass
+
+    ModelCheckpoint.__module__, ModelCheckpoint.__qualname__ = module.__name__, "ModelCheckpoint"
+    module.ModelCheckpoint = ModelCheckpoint
+    for name in ("pytorch_lightning", "pytorch_lightning.callbacks"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    state = random_state(original_layout("taming"))
+    callbacks = {ModelCheckpoint: {"best_model_score": torch.tensor(0.5)}}
+    torch.save({"state_dict": state, "callbacks": callbacks}, tmp_path / "last.ckpt")
+    llamagen = random_state(original_layout("llamagen", attn_levels=(len(MULT) - 1,)))
+    torch.save({"model": llamagen, "args": argparse.Namespace(vq_model="VQ-16")}, tmp_path / "vq.pt")
+    for name in ("pytorch_lightning", "pytorch_lightning.callbacks", module.__name__):
+        monkeypatch.delitem(sys.modules, name)  # loading must not need (or import) Lightning
+    assert import_taming(tmp_path / "last.ckpt", image_size=16).num_codes == CODES
+    assert import_llamagen(tmp_path / "vq.pt", image_size=16).num_codes == CODES
 
 
 def test_llamagen_file_given_to_taming_names_the_missing_key(tmp_path, capsys):

@@ -7,18 +7,20 @@ from pathlib import Path
 
 from semtok.errors import SemtokError
 
-
 # the keys of semtok.tokenizers.importers.IMPORTERS (listed here so `semtok --help` does not import torch)
 SOURCES = ("llamagen", "taming")
 
 
 def add_parsers(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser(
-        "import", help="convert a public tokenizer checkpoint (taming VQGAN, LlamaGen VQ) to a tokenizer folder"
+        "import",
+        help="convert a public tokenizer checkpoint (taming VQGAN, LlamaGen VQ) to a tokenizer folder",
     )
     parser.add_argument("source", choices=SOURCES, help="which codebase the checkpoint comes from")
     parser.add_argument("file", help="the checkpoint (.ckpt / .pt / .safetensors); never unpickled with code")
-    parser.add_argument("--out", required=True, help="tokenizer folder to write (config.json + model.safetensors)")
+    parser.add_argument(
+        "--out", required=True, help="tokenizer folder to write (config.json + model.safetensors)"
+    )
     parser.add_argument(
         "--image-size", type=int, default=256, help="image side the tokenizer is configured for (default 256)"
     )

@@ -10,6 +10,8 @@ imported or run): the callback type that PyTorch Lightning 1.x used as a dict ke
 from __future__ import annotations
 
 import os
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -59,19 +61,28 @@ def read_checkpoint(path: str | os.PathLike, source: str) -> Any:
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as error:
-            raise SemtokError(f"{source} checkpoint '{path}' is not a readable safetensors file ({error})") from None
+            raise SemtokError(
+                f"{source} checkpoint '{path}' is not a readable safetensors file ({error})"
+            ) from None
     inert = [(InertGlobal, name) for name in INERT_GLOBALS]
     try:
-        with torch.serialization.safe_globals(inert):
+        with torch.serialization.safe_globals(inert), warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="Detected pickle protocol"
+            )  # plain pickles: refused below
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle_errors() as error:
-        detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        if "Unsupported global" in str(error) or "weights_only" in str(error):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:
             raise SemtokError(
-                f"{source} checkpoint '{path}' needs code execution to unpickle, refused ({detail})"
+                f"{source} checkpoint '{path}' needs code execution to unpickle ({found.group(1)}), refused: "
+                "nothing of it ran"
             ) from None
+        inner = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+        detail = inner.group(1).strip() if inner else (text.strip().splitlines() or [""])[0]
         raise SemtokError(
-            f"{source} checkpoint '{path}' is truncated or not a torch checkpoint ({type(error).__name__}: {detail})"
+            f"{source} checkpoint '{path}' is truncated or not a torch checkpoint ({type(error).__name__}: {detail[:200]})"
         ) from None
 
 
@@ -93,7 +104,9 @@ def pickle_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def state_dict_in(obj: Any, keys: tuple[str, ...], path: str | os.PathLike, source: str) -> dict[str, torch.Tensor]:
+def state_dict_in(
+    obj: Any, keys: tuple[str, ...], path: str | os.PathLike, source: str
+) -> dict[str, torch.Tensor]:
     """The tensor mapping stored under the first of ``keys`` in ``obj`` (or ``obj`` itself when it is one).
 
     Raises:

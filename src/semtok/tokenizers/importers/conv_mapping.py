@@ -67,7 +67,9 @@ class SourceState:
         """Raise a SemtokError naming the first key neither taken nor deliberately dropped."""
         extra = sorted(k for k in self.state if k not in self.used and k not in self.dropped)
         if extra:
-            raise SemtokError(f"{self.where()} has unexpected key '{extra[0]}' ({len(extra)} unexpected in all)")
+            raise SemtokError(
+                f"{self.where()} has unexpected key '{extra[0]}' ({len(extra)} unexpected in all)"
+            )
 
 
 def conv(out: dict, dst: str, src: SourceState, key: str) -> None:
