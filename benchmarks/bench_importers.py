@@ -3,7 +3,7 @@
 The suite checks the importers at tiny sizes; this runs the same comparison with the real hyper-parameters (ch 128,
 ch_mult [1, 1, 2, 2, 4], 2 ResNet blocks, attention at 16 px, z 256; taming 16384 x 256, LlamaGen 16384 x 8):
 ids and reconstructions of semtok's tokenizer vs the plain-F re-implementation of the original forward in
-tests/test_importers.py. Run: ``PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/importer_parity_fullsize.py``
+tests/test_importers.py. Run: ``PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_importers.py``
 (about a minute and 2 GB on a CPU).
 """
 
