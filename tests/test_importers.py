@@ -227,9 +227,8 @@ def test_imported_folder_goes_through_evaluate_and_tokenize(source, tmp_path, im
     results = json.loads(report.read_text())
     assert 0 < results["usage"] <= 1 and results["num_codes"] == CODES and results["psnr"] > 0, results
     tokens = tmp_path / "tokens"
-    assert (
-        main(["tokenize", str(out), "--data", str(image_folder), "--out", str(tokens), "--no-progress"]) == 0
-    )
+    argv = ["tokenize", str(out), "--data", str(image_folder), "--out", str(tokens), "--num-workers", "0"]
+    assert main([*argv, "--no-progress"]) == 0
     ids = np.load(f"{tokens}.npy", allow_pickle=False)
     assert ids.shape[1:] == (16, 16) and ids.max() < CODES
     assert main(["import", source, str(tmp_path / "orig.pt"), "--out", str(out)]) == 2  # not empty
