@@ -91,6 +91,6 @@ def import_llamagen(path: str | os.PathLike, image_size: int = 256) -> VQGANToke
     )
     tokenizer.info = {
         "imported_from": {"source": "LlamaGen VQ", "file": os.fspath(path)},
-        "dropped_keys": f"{len(src.dropped)} (quantize.codebook_used: training-time usage log)",
+        "dropped_keys": f"{len(src.dropped)} tensors: quantize.codebook_used (a training-time usage log)",
     }
     return tokenizer

@@ -96,6 +96,6 @@ def import_taming(path: str | os.PathLike, image_size: int = 256) -> VQGANTokeni
     )
     tokenizer.info = {
         "imported_from": {"source": "taming-transformers VQGAN", "file": os.fspath(path)},
-        "dropped_keys": f"{len(src.dropped)} loss.* tensors (discriminator, LPIPS): training-only",
+        "dropped_keys": f"{len(src.dropped)} tensors: loss.* (discriminator, LPIPS; training only)",
     }
     return tokenizer
