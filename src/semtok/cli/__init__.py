@@ -1,4 +1,4 @@
-"""`semtok <verb>`: train, build, evaluate, tokenize, demo, shards, fid, stats. Errors print one line and exit with code 2."""
+"""`semtok <verb>`: train, build, evaluate, tokenize, demo, shards, fid, stats, import. Errors print one line and exit with code 2."""
 
 from __future__ import annotations
 

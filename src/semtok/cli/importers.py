@@ -1,7 +1,9 @@
-"""`semtok import SOURCE FILE --out DIR`: a public tokenizer checkpoint as an ordinary semtok tokenizer folder.
+"""`semtok import beitv2|taming|llamagen FILE --out DIR`: a public tokenizer checkpoint as an ordinary semtok
+tokenizer folder.
 
 Each entry of ``SOURCES`` is one source: its help line, a function adding its own options to its parser and a
-function running it on the parsed arguments.
+function running it on the parsed arguments (the importers themselves are imported only then, so `semtok --help`
+does not import torch).
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from semtok.errors import SemtokError
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,29 @@ def _beitv2(args: argparse.Namespace) -> object:
     return import_beitv2(args.file, args.out, args.heads, args.decoder_heads, args.teacher)
 
 
+def _pixel_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--image-size", type=int, default=256, help="image side the tokenizer is configured for (default 256)"
+    )
+
+
+def _pixel(args: argparse.Namespace) -> object:
+    """taming / llamagen: a conv VQ autoencoder (`semtok.tokenizers.importers`), saved to an empty --out."""
+    from semtok.tokenizers.importers import IMPORTERS
+
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SemtokError(f"option --out: '{out}' exists and is not an empty folder")
+    tokenizer = IMPORTERS[args.source](args.file, image_size=args.image_size)
+    tokenizer.save_pretrained(out)
+    print(f"not imported: {tokenizer.info['dropped_keys']}")
+    return tokenizer
+
+
 SOURCES: dict[str, ImportSource] = {
     "beitv2": ImportSource("BEiT v2 VQ-KD tokenizer (microsoft/unilm beit2 .pth)", _beitv2_options, _beitv2),
+    "llamagen": ImportSource("LlamaGen VQ-16 tokenizer (vq_ds16_c2i.pt)", _pixel_options, _pixel),
+    "taming": ImportSource("taming-transformers VQGAN (Lightning .ckpt)", _pixel_options, _pixel),
 }
 
 
