@@ -172,6 +172,7 @@ LOADERS = {
 }
 
 
+@pytest.mark.slow  # (about 2 s on 2 contended cores: the hub client's first cache lookups)
 def test_every_kind_loads_by_repo_id_from_an_offline_hub_cache(
     tmp_path: Path,
     offline_hub_cache: Path,  # noqa: F811 - the fixture imported from test_hub
@@ -202,3 +203,13 @@ def test_every_kind_loads_by_repo_id_from_an_offline_hub_cache(
         "masked model 'semtok-org/absent' does not exist locally"
     )
     assert "HF_HUB_OFFLINE" in message
+
+
+def test_changed_weights_do_not_inherit_the_source_metrics(tmp_path: Path):
+    run = tokenizer_run(tmp_path / "run")
+    loaded = Tokenizer.from_pretrained(run)
+    with torch.no_grad():
+        next(loaded.parameters()).add_(1.0)  # trained further, say: the run's metrics no longer describe it
+    loaded.save_pretrained(tmp_path / "changed")
+    card = (tmp_path / "changed" / "README.md").read_text()
+    assert "eval_val.json" not in card and "No evaluation results were found" in card

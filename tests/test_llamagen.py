@@ -136,6 +136,7 @@ def test_train_ar_and_nar_on_a_llamagen_folder(tmp_path: Path, capsys):
         assert load_file(str(tmp_path / stage / stage / "model.safetensors"))
 
 
+@pytest.mark.slow  # (1-2.5 s on 2 contended cores: two tokenize runs)
 def test_tokenize_format_llamagen(tmp_path: Path, image_folder: Path, capsys):
     from semtok.tokenizers import ConvNetConfig, FSQConfig, FSQTokenizer
 

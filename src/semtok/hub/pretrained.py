@@ -16,6 +16,7 @@ folder itself, or a hub repo id ``"org/name"`` -> a local model folder, with one
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -132,6 +133,27 @@ def _download(
     return config_path.parent
 
 
+def _same_weights_source(source: str | None, directory: Path) -> str | None:
+    """``source`` (the folder a model was loaded from) when ``directory`` now holds the very same weights file, so
+    the metrics measured there describe it; None when the weights changed (a model trained further, a tokenizer
+    that got a pixel decoder) or there is no source."""
+    if source is None:
+        return None
+    theirs, ours = Path(source) / WEIGHTS_FILE, directory / WEIGHTS_FILE
+    if not theirs.is_file() or theirs.stat().st_size != ours.stat().st_size:
+        return None
+    if theirs.resolve() == ours.resolve():
+        return source
+    digests = []
+    for path in (theirs, ours):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 - consumed at once
+                digest.update(block)
+        digests.append(digest.digest())
+    return source if digests[0] == digests[1] else None
+
+
 def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``config.json`` of a model folder: a dict with at least ``kind`` (str) and ``config`` (dict)."""
     directory = Path(directory)
@@ -220,7 +242,7 @@ class PretrainedModel(ModelHubMixin):
             )
         write_model_card(
             directory,
-            source=self.__dict__.get("_semtok_folder"),
+            source=_same_weights_source(self.__dict__.get("_semtok_folder"), directory),
             facts=self.card_facts(),
             repo_id=card.get("repo_id") or repo_id,
         )
