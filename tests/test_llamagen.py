@@ -118,6 +118,7 @@ def test_damaged_folders_are_one_error_line(tmp_path: Path):
     assert not ran.exists() and "\n" not in str(error.value)
 
 
+@pytest.mark.slow  # (0.7 s alone, up to 6 s on 2 contended cores: two 2-step runs)
 def test_train_ar_and_nar_on_a_llamagen_folder(tmp_path: Path, capsys):
     manifest, _ = pattern_tokens(tmp_path / "tokens", rows=16)
     write_llamagen(manifest, tmp_path / "lg")
