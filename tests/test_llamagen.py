@@ -172,3 +172,18 @@ def test_tokenize_format_llamagen(tmp_path: Path, image_folder: Path, capsys):
     assert np.array_equal(codes[0, 1], ours[20 + 19].reshape(-1))  # view 1 of image 19: row 1 * 20 + 19
     assert manifest["data"]["augment"] == "flip" and manifest["num_classes"] == 2
     assert main(args) == 2 and "already holds LlamaGen code folders" in capsys.readouterr().err
+
+
+def test_format_llamagen_refuses_captions(tmp_path: Path):
+    """A captioned token file staged by `tokenize --format llamagen` is refused and removed (captions would be lost)."""
+    from semtok.cli.llamagen import publish, staging_name
+    from semtok.data.token_captions import write_token_captions
+
+    staged = Path(staging_name(str(tmp_path / "lg")))
+    manifest, _ = pattern_tokens(staged, rows=4)
+    meta = json.loads(manifest.read_text())
+    meta["captions_file"] = write_token_captions(staged, [["a red 1"], ["a blue 2"], ["x"], ["y"]]).name
+    manifest.write_text(json.dumps(meta))
+    with pytest.raises(SemtokError, match="--format llamagen: the data has captions") as error:
+        publish(manifest, str(tmp_path / "lg"), 1)
+    assert "\n" not in str(error.value) and list((tmp_path / "lg").iterdir()) == []

@@ -29,7 +29,14 @@ def staging_name(out: str) -> str:
 def publish(token_manifest: Path, out: str, views: int) -> int:
     """Convert the staged token file into LlamaGen's layout under ``out`` and remove the staging folder."""
     from semtok.data.llamagen import write_llamagen
+    from semtok.data.token_file import read_manifest
 
+    if read_manifest(token_manifest).get("captions_file"):
+        shutil.rmtree(Path(out) / STAGING)
+        raise SemtokError(
+            "--format llamagen: the data has captions, which LlamaGen's class-conditional layout "
+            "(extract_codes_c2i.py: codes + labels) cannot hold; tokenize it with --format semtok"
+        )
     manifest = write_llamagen(token_manifest, out)
     shutil.rmtree(Path(out) / STAGING)
     print(
