@@ -75,7 +75,7 @@ def test_round_trip(tmp_path: Path, folder: str):
     model.info = {"source": "test", "val_top1": 0.5, "class_names": ["a", "b"]}
     saved = model.save_pretrained(tmp_path / "m")
     assert saved == tmp_path / "m"
-    assert {p.name for p in saved.iterdir()} == {"config.json", "model.safetensors"}  # no README, no pickle
+    assert {p.name for p in saved.iterdir()} == {"config.json", "model.safetensors", "README.md"}  # no pickle
     meta = json.loads((saved / "config.json").read_text())
     assert set(meta) == {"kind", "semtok_version", "config", "info"} and meta["kind"] == model.kind
     assert meta["info"] == model.info
@@ -311,7 +311,8 @@ def test_load_by_repo_id_from_the_offline_hub_cache(
 def test_unknown_repo_id_offline_is_one_error_line(tmp_path: Path, offline_hub_cache: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(
-        SemtokError, match="'semtok-org/absent' does not exist locally and could not be loaded"
+        SemtokError,
+        match="'semtok-org/absent' does not exist locally and is not in the local hub cache and HF_HUB_OFFLINE",
     ) as error:
         Tokenizer.from_pretrained("semtok-org/absent")
     assert "\n" not in str(error.value) and str(error.value).startswith("tokenizer 'semtok-org/absent'")

@@ -254,7 +254,7 @@ def test_save_and_load_round_trip(kind, built, tmp_path):
     x = images()
     ids = model.encode(x)
     folder = model.save_pretrained(tmp_path / "tok")
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors"}
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "README.md"}
     assert json.loads((folder / "config.json").read_text())["kind"] == kind
     loaded = Tokenizer.from_pretrained(folder)
     assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training

@@ -46,7 +46,7 @@ def test_save_and_load_pretrained(tmp_path):
     model(torch.rand(8, 3, 32, 32) * 2 - 1)  # k-means init + one EMA update
     model.eval()
     model.save_pretrained(tmp_path / "tok")
-    assert {p.name for p in (tmp_path / "tok").iterdir()} == {"config.json", "model.safetensors"}
+    assert {p.name for p in (tmp_path / "tok").iterdir()} == {"config.json", "model.safetensors", "README.md"}
     loaded = Tokenizer.from_pretrained(tmp_path / "tok")
     assert isinstance(loaded, VQKDTokenizer) and loaded.config == model.config
     images = torch.rand(3, 3, 32, 32) * 2 - 1

@@ -1,4 +1,5 @@
-"""`semtok <verb>`: train, build, evaluate, tokenize, demo, shards, fid, stats, import. Errors print one line and exit with code 2."""
+"""`semtok <verb>`: train, build, evaluate, tokenize, demo, shards, fid, stats, import, push. Errors print one line and
+exit with code 2."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"semtok {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    from semtok.cli import data, evaluate, fid, importers, pipelines, tokens, train
+    from semtok.cli import data, evaluate, fid, hub, importers, pipelines, tokens, train
 
     train.add_train_parsers(verbs)
-    for module in (pipelines, tokens, evaluate, data, fid, importers):
+    for module in (pipelines, tokens, evaluate, data, fid, importers, hub):
         module.add_parsers(verbs)
     return parser
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from semtok.cli import data, evaluate, fid, importers, pipelines, tokens, train
+        from semtok.cli import data, evaluate, fid, hub, importers, pipelines, tokens, train
 
         if args.verb in ("train", "build"):
             return train.run_train(args)
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             **data.COMMANDS,
             **fid.COMMANDS,
             **importers.COMMANDS,
+            **hub.COMMANDS,
         }
         return commands[args.verb](args)
     except SemtokError as error:

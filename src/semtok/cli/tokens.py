@@ -42,6 +42,13 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         help="DataLoader workers that decode and augment (default -1: auto, 0 for in-memory data such as mnist5k)",
     )
     tokenize.add_argument("--no-progress", action="store_true")
+    tokenize.add_argument(
+        "--format",
+        default="semtok",
+        choices=["semtok", "llamagen"],
+        help="semtok: one token file (default); llamagen: --out is a folder of LlamaGen's extract_codes_c2i.py "
+        "layout (OUT/imagenetSIZE_codes/I.npy [1, views, h*w], OUT/imagenetSIZE_labels/I.npy [1])",
+    )
 
     sample = verbs.add_parser(
         "sample", help="sample images from a trained AR or masked model, decoded by its tokenizer"
@@ -108,7 +115,12 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     low, high = args.crop_scale
     if not 0 < low <= high <= 1:
         raise SemtokError(f"--crop-scale {low} {high}: expected 0 < MIN <= MAX <= 1")
-    checks.token_output(args.out)
+    out = args.out
+    if args.format == "llamagen":
+        from semtok.cli.llamagen import staging_name
+
+        out = staging_name(args.out)
+    checks.token_output(out)
 
     from semtok.data.processes import join
     from semtok.data.token_file import read_token_file
@@ -118,7 +130,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         args.path,
         args.data,
         args.split,
-        args.out,
+        out,
         batch_size=args.batch_size,
         views=args.views,
         augment=args.augment,
@@ -131,6 +143,10 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     )
     if manifest is None:  # another process of a distributed run: the main one writes
         return 0
+    if args.format == "llamagen":
+        from semtok.cli.llamagen import publish
+
+        return publish(manifest, args.out, args.views)
     ids, _, info = read_token_file(manifest)
     print(f"tokens: {ids.shape[0]} rows x {list(ids.shape[1:])} ({args.views} view(s)) -> {manifest}")
     carried = info.get("data", {}).get("captions")

@@ -103,8 +103,13 @@ def read_token_file(path: str | Path) -> tuple[np.ndarray, np.ndarray, dict[str,
 
     Everything is checked against the manifest before anything is read: each problem (no manifest, missing ids or
     labels file, not a plain integer array, a shape, dtype or size that disagrees with the manifest, a truncated
-    file) is one :class:`SemtokError` that names the file and what was expected.
+    file) is one :class:`SemtokError` that names the file and what was expected. A folder is read as LlamaGen's
+    code folders (:mod:`semtok.data.llamagen`): ids in memory, not memory-mapped.
     """
+    if Path(path).is_dir():
+        from semtok.data.llamagen import read_llamagen
+
+        return read_llamagen(path)
     manifest_path = token_paths(path)[2]
     manifest = read_manifest(path)
     num_images = manifest["num_images"]
@@ -140,7 +145,12 @@ def read_json_file(path: Path, what: str) -> Any:
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The checked manifest (``NAME.json``) of a token file given as ``NAME``, ``NAME.json`` or ``NAME.npy``."""
+    """The checked manifest (``NAME.json``) of a token file given as ``NAME``, ``NAME.json`` or ``NAME.npy`` (a
+    folder: LlamaGen's code folders, read whole by :func:`semtok.data.llamagen.read_llamagen`)."""
+    if Path(path).is_dir():
+        from semtok.data.llamagen import read_llamagen
+
+        return read_llamagen(path)[2]
     manifest_path = token_paths(path)[2]
     if not manifest_path.exists():
         raise SemtokError(

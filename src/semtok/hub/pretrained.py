@@ -16,6 +16,7 @@ folder itself, or a hub repo id ``"org/name"`` -> a local model folder, with one
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from semtok.config import from_dict, to_dict
 from semtok.errors import SemtokError
+from semtok.hub.card import write_model_card
 from semtok.hub.files import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load_state_checked
 
 __all__ = ["PretrainedModel", "read_model_config", "resolve_model_dir"]
@@ -38,7 +40,7 @@ T = TypeVar("T", bound="PretrainedModel")
 # The keys config.json has besides "info"; anything else at its top level is legacy provenance (see _info_from).
 META_KEYS = ("kind", "semtok_version", "config", "info")
 # What each run-folder sub-folder holds, for error messages.
-FOLDER_NOUNS = {"tokenizer": "tokenizer", "ar": "AR model", "judge": "judge"}
+FOLDER_NOUNS = {"tokenizer": "tokenizer", "ar": "AR model", "nar": "masked model", "judge": "judge"}
 # "org/name" (one slash, hub-legal characters): tried on the hub when no such local path exists.
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -118,11 +120,38 @@ def _download(
         Exception
     ) as error:  # the hub client's errors are many (HTTP, offline, cache, validation): one line
         detail = (str(error).strip().splitlines() or [""])[0][:200]
+        from huggingface_hub import constants
+
+        where = (
+            "is not in the local hub cache and HF_HUB_OFFLINE is set (only the cache is searched)"
+            if constants.HF_HUB_OFFLINE
+            else "could not be loaded from the Hugging Face hub"
+        )
         raise SemtokError(
-            f"{noun} '{repo_id}' does not exist locally and could not be loaded from the Hugging Face hub "
-            f"({type(error).__name__}: {detail})"
+            f"{noun} '{repo_id}' does not exist locally and {where} ({type(error).__name__}: {detail})"
         ) from None
     return config_path.parent
+
+
+def _same_weights_source(source: str | None, directory: Path) -> str | None:
+    """``source`` (the folder a model was loaded from) when ``directory`` now holds the very same weights file, so
+    the metrics measured there describe it; None when the weights changed (a model trained further, a tokenizer
+    that got a pixel decoder) or there is no source."""
+    if source is None:
+        return None
+    theirs, ours = Path(source) / WEIGHTS_FILE, directory / WEIGHTS_FILE
+    if not theirs.is_file() or theirs.stat().st_size != ours.stat().st_size:
+        return None
+    if theirs.resolve() == ours.resolve():
+        return source
+    digests = []
+    for path in (theirs, ours):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 - consumed at once
+                digest.update(block)
+        digests.append(digest.digest())
+    return source if digests[0] == digests[1] else None
 
 
 def read_model_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -152,8 +181,9 @@ class PretrainedModel(ModelHubMixin):
     What this replaces of ``ModelHubMixin``:
 
     - ``save_pretrained``: the hub mixin deletes config.json before saving (a crash would leave a folder without
-      one), writes its own config.json of ``__init__`` arguments when ours is missing, adds a README.md model card
-      to every folder and returns None; ours writes both files atomically, only them, and returns the folder.
+      one), writes its own config.json of ``__init__`` arguments when ours is missing, a generic README.md and
+      returns None; ours writes the weights, config.json and semtok's model card (:mod:`semtok.hub.card`: kind,
+      architecture, provenance, the metrics of the run it was loaded from), each atomically, and returns the folder.
     - ``from_pretrained``: the hub mixin parses config.json itself (no error handling), and feeds its top-level
       keys to ``__init__`` by signature introspection (our ``"config"`` key is a nested dict, our ``"info"`` no
       argument), and knows no run folders; ours resolves the path with :func:`resolve_model_dir` and loads
@@ -190,10 +220,12 @@ class PretrainedModel(ModelHubMixin):
     ) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``save_directory`` (atomically, file by file).
 
-        ``config`` must stay None (config.json is written from ``self.config`` and ``self.info``; the argument
-        exists because ``push_to_hub`` passes it). ``model_card_kwargs`` not None also writes a README.md model
-        card (``push_to_hub(..., model_card_kwargs={})`` gives the pushed repo one). ``push_to_hub=True`` pushes
-        the folder to ``repo_id`` (default: the folder name) afterwards. Returns the folder.
+        Then ``README.md``, the model card (:func:`semtok.hub.card.write_model_card`), with the metrics of the run
+        folder the model was loaded from, if any. ``config`` must stay None (config.json is written from
+        ``self.config`` and ``self.info``; the argument exists because ``push_to_hub`` passes it).
+        ``model_card_kwargs``: ``{"repo_id": "org/name"}`` names the repo in the card's loading lines
+        (``push_to_hub(..., model_card_kwargs={"repo_id": ...})``). ``push_to_hub=True`` pushes the folder to
+        ``repo_id`` (default: the folder name) afterwards. Returns the folder.
         """
         if config is not None:
             raise SemtokError("save_pretrained: config.json is written from model.config; pass no config")
@@ -202,13 +234,35 @@ class PretrainedModel(ModelHubMixin):
         directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._save_pretrained(directory)
-        if model_card_kwargs is not None and not (directory / "README.md").exists():
-            self.generate_model_card(**model_card_kwargs).save(directory / "README.md")
+        card = dict(model_card_kwargs or {})
+        unknown = sorted(set(card) - {"repo_id"})
+        if unknown:
+            raise SemtokError(
+                f"save_pretrained: unknown model_card_kwargs {', '.join(unknown)} (expected repo_id)"
+            )
+        write_model_card(
+            directory,
+            source=_same_weights_source(self.__dict__.get("_semtok_folder"), directory),
+            facts=self.card_facts(),
+            repo_id=card.get("repo_id") or repo_id,
+        )
         if push_to_hub:
             self.push_to_hub(
                 repo_id or directory.name, model_card_kwargs=model_card_kwargs, **push_to_hub_kwargs
             )
         return directory
+
+    def card_facts(self) -> dict[str, Any]:
+        """What the model card says that only the loaded model knows: ``parameters`` (int), and where the model has
+        them ``num_codes`` (int) and ``grid`` ([h, w])."""
+        facts: dict[str, Any] = {"parameters": sum(p.numel() for p in self.parameters())}  # type: ignore[attr-defined]
+        num_codes = getattr(self, "num_codes", None)
+        if isinstance(num_codes, int):
+            facts["num_codes"] = num_codes
+        grid = getattr(self, "grid_size", None) or getattr(self.config, "grid", None)
+        if grid and all(isinstance(v, int) and v > 0 for v in grid):
+            facts["grid"] = [int(v) for v in grid]
+        return facts
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """The two files: weights first, then config.json (a folder with a config.json is complete)."""
@@ -315,6 +369,7 @@ class PretrainedModel(ModelHubMixin):
         what = f"'{weights}' does not match the model its config.json describes (kind '{meta['kind']}')"
         load_state_checked(model, state, what)
         model.info = target._info_from(meta)
+        model.__dict__["_semtok_folder"] = str(directory)  # the model card reads its run's metrics from here
         return model.to(map_location).eval()
 
     @classmethod
