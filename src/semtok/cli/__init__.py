@@ -1,4 +1,4 @@
-"""`semtok <verb>`: train, build, evaluate, tokenize, demo, shards, fid, stats. Errors print one line and exit with code 2."""
+"""`semtok <verb>`: train, build, evaluate, tokenize, demo, shards, fid, stats, serve. Errors print one line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"semtok {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    from semtok.cli import data, evaluate, fid, pipelines, tokens, train
+    from semtok.cli import data, evaluate, fid, pipelines, serve, tokens, train
 
     train.add_train_parsers(verbs)
-    for module in (pipelines, tokens, evaluate, data, fid):
+    for module in (pipelines, tokens, evaluate, data, fid, serve):
         module.add_parsers(verbs)
     return parser
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from semtok.cli import data, evaluate, fid, pipelines, tokens, train
+        from semtok.cli import data, evaluate, fid, pipelines, serve, tokens, train
 
         if args.verb in ("train", "build"):
             return train.run_train(args)
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             **pipelines.COMMANDS,
             **data.COMMANDS,
             **fid.COMMANDS,
+            **serve.COMMANDS,
         }
         return commands[args.verb](args)
     except SemtokError as error:
