@@ -199,3 +199,39 @@ def test_page_generates_and_shows_tokens_in_chromium(sampler, tmp_path):
         app.close()
     with Image.open(SCREENSHOT) as shot:
         assert shot.size[0] == 1200 and shot.size[1] >= 400
+
+
+@pytest.fixture(scope="module")
+def ar_run(masked_run: Path) -> Path:
+    """A class-conditional AR run (2 steps) on the same tokens as ``masked_run``."""
+    tokens = masked_run.parent / "tokens.json"
+    args = [
+        "train",
+        "ar",
+        "--tokens",
+        str(tokens),
+        "--out",
+        str(masked_run.parent / "ar-run"),
+        "--no-progress",
+    ]
+    assert main([*args, *[a for key in TINY_NAR for a in ("--set", key)]]) == 0
+    return masked_run.parent / "ar-run"
+
+
+@pytest.mark.slow
+def test_ar_page_has_no_masked_controls(ar_run):
+    gradio = pytest.importorskip("gradio", reason="gradio is not installed (pip install 'semtok[app]')")
+    from semtok.pipelines.serve_app import build_app
+
+    sampler = Sampler(ar_run)
+    assert sampler.family == "ar" and not sampler.is_text
+    grid, provenance = generate_grid(sampler, "dark", n=2, seed=1, cfg_scale=3.0, temperature=0.8)
+    again, _ = generate_grid(sampler, "dark", n=2, seed=1, cfg_scale=3.0, temperature=0.8)
+    assert np.array_equal(grid, again) and provenance["classes"] == [0]
+    assert provenance["decoding"] == "autoregressive" and provenance["sampling"]["temperature"] == 0.8
+    app = build_app(sampler)
+    by_id = {block.elem_id: block for block in app.blocks.values() if getattr(block, "elem_id", None)}
+    assert isinstance(by_id["condition"], gradio.Dropdown)
+    assert [choice[0] for choice in by_id["condition"].choices] == ["dark", "light"]
+    assert by_id["steps"].visible is False  # decoding steps belong to masked models
+    assert isinstance(by_id["samples"], gradio.Image) and isinstance(by_id["top-codes"], gradio.Gallery)
