@@ -138,6 +138,15 @@ def test_serve_bad_options_are_one_line(masked_run, capsys, extra, message):
     assert message in one_line_error(["serve", str(masked_run), *extra], capsys)
 
 
+def test_serve_on_a_busy_port_is_one_line(masked_run, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = one_line_error(["serve", str(masked_run), "--port", str(port)], capsys)
+    assert f"--port {port}: cannot serve on 127.0.0.1:{port}" in line and "choose another --port" in line
+
+
 def test_serve_needs_a_generator(tmp_path, capsys):
     tokenizer = fsq_tokenizer(tmp_path / "tok", (4, 3))
     assert "AR or masked model" in one_line_error(["serve", str(tokenizer)], capsys)
@@ -194,6 +203,7 @@ def test_page_generates_and_shows_tokens_in_chromium(sampler, tmp_path):
                 "document.querySelector(s); return i && i.complete && i.naturalWidth > 0; })"
             )
             assert page.locator("#top-codes img").count() >= 1
+            page.screenshot(path=str(SCREENSHOT.with_name("serve-tokens.png")), full_page=True)
             browser.close()
     finally:
         app.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 
 from semtok.cli import checks
 from semtok.errors import SemtokError
@@ -29,6 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise SemtokError("--host '': expected an address such as 127.0.0.1 or 0.0.0.0")
     checks.generator_folder(args.path)
     checks.tokenizer_folder(args.tokenizer, "--tokenizer")
+    port_is_free(args.host, args.port)
 
     from semtok.pipelines.serve_app import require_gradio, serve
 
@@ -36,6 +38,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {args.path} on http://{args.host}:{args.port} (Ctrl-C stops)", flush=True)
     serve(args.path, args.host, args.port, args.tokenizer)
     return 0
+
+
+def port_is_free(host: str, port: int) -> None:
+    """Raise one line unless ``host:port`` can be bound now (checked before the model loads)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+            sock.bind((host, port))
+    except OSError as error:
+        raise SemtokError(
+            f"--port {port}: cannot serve on {host}:{port} ({error.strerror or error}); choose another --port"
+        ) from None
 
 
 COMMANDS = {"serve": cmd_serve}

@@ -6,6 +6,7 @@ Every picture here is a ``uint8`` array ``[H, W, 3]`` (0..255), the form an imag
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,7 +144,7 @@ class ImageTokens:
     - ``image``: the image as the tokenizer saw it (resized, centre-cropped), upscaled.
     - ``tokens``: its token map (a colour per code), ``reconstruction``: ``decode(encode(image))``, upscaled.
     - ``ids``: int64 ``[h, w]``; ``top_codes``: ``(code, count, patches picture)`` of its most used codes, most
-      used first, each picture a row of the cells (with context) whose token is that code, outlined in its colour.
+      used first, each picture a grid of the cells (with context) whose token is that code, outlined in its colour.
     """
 
     image: np.ndarray
@@ -154,7 +155,8 @@ class ImageTokens:
 
 
 def _outlined(patches: Any, colour: np.ndarray, min_side: int) -> np.ndarray:
-    """A row of code patches (images in [-1, 1]) with each token cell's border drawn in ``colour``."""
+    """Code patches (images in [-1, 1]) in a near-square grid (``ceil(sqrt(P))`` across, 4 px white gaps), each
+    token cell's border drawn in ``colour``."""
     pixels = ((patches.pixels.float().clamp(-1, 1) + 1) / 2).mul(255).round().to(torch.uint8)
     pictures = []
     for patch, (top, left, bottom, right) in zip(pixels.permute(0, 2, 3, 1).numpy(), patches.boxes.tolist()):
@@ -167,8 +169,14 @@ def _outlined(patches: Any, colour: np.ndarray, min_side: int) -> np.ndarray:
         patch[top : bottom + 1, left : left + width] = colour
         patch[top : bottom + 1, right - width + 1 : right + 1] = colour
         pictures.append(patch)
-    gap = np.full((pictures[0].shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([part for picture in pictures for part in (picture, gap)][:-1], 1)
+    across = math.ceil(math.sqrt(len(pictures)))
+    side_h, side_w = pictures[0].shape[:2]
+    rows = -(-len(pictures) // across)
+    sheet = np.full((rows * (side_h + 4) - 4, across * (side_w + 4) - 4, 3), 255, np.uint8)
+    for index, picture in enumerate(pictures):
+        y, x = (index // across) * (side_h + 4), (index % across) * (side_w + 4)
+        sheet[y : y + side_h, x : x + side_w] = picture
+    return sheet
 
 
 @torch.inference_mode()

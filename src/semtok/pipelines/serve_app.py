@@ -127,7 +127,9 @@ def build_app(sampler: Sampler, title: str | None = None) -> Any:
                 recon = gr.Image(
                     label="reconstruction", type="numpy", interactive=False, elem_id="reconstruction"
                 )
-            top = gr.Gallery(label="most used codes", columns=4, height="auto", elem_id="top-codes")
+            top = gr.Gallery(
+                label="most used codes", columns=4, height="auto", object_fit="contain", elem_id="top-codes"
+            )
 
             def on_upload(image: Any):
                 if image is None:
@@ -161,8 +163,10 @@ def launch(
         launch_args["footer_links"] = []
     try:
         _, url, _ = app.launch(**launch_args)
-    except OSError as error:
-        raise SemtokError(f"--port {port}: cannot serve on {host}:{port} ({error})") from None
+    except OSError:
+        raise SemtokError(
+            f"--port {port}: cannot serve on {host}:{port} (in use?): choose another --port"
+        ) from None
     if block:
         try:
             app.block_thread()
