@@ -3,6 +3,7 @@ served on localhost and driven in headless Chromium (Debian's, through playwrigh
 
 from __future__ import annotations
 
+import io
 import shutil
 import socket
 import sys
@@ -159,6 +160,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:::gradio.queueing")  # gradio's own pandas deprecations
 def test_page_generates_and_shows_tokens_in_chromium(sampler, tmp_path):
     pytest.importorskip("gradio", reason="gradio is not installed (pip install 'semtok[app]')")
     playwright_api = pytest.importorskip(
@@ -193,6 +195,11 @@ def test_page_generates_and_shows_tokens_in_chromium(sampler, tmp_path):
             )
             width = image.evaluate("img => img.naturalWidth")
             assert width >= 256  # the grid of 8 samples, upscaled
+            # exactly the grid of the page's defaults: first class, 8 samples, seed 0, CFG 1.75, T 1, 12 steps
+            shown = page.request.get(image.evaluate("img => img.src"))
+            assert shown.ok
+            expected, _ = generate_grid(sampler, "dark", 8, 0, 1.75, 1.0, 12)
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(shown.body())).convert("RGB")), expected)
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
 

@@ -54,7 +54,7 @@ def _raise_on_page(gr: Any, function: Any) -> Any:
 def build_app(sampler: Sampler, title: str | None = None) -> Any:
     """The page for ``sampler`` (a :class:`semtok.generators.sampler.Sampler`): a ``gradio.Blocks``, not launched.
 
-    Element ids a test (or a user's script) can rely on: ``condition`` (class menu or prompt box), ``seed``,
+    Pictures are sent as PNG (lossless: the page shows exactly the grid :func:`generate_grid` makes). Element ids a test (or a user's script) can rely on: ``condition`` (class menu or prompt box), ``seed``,
     ``cfg``, ``temperature``, ``steps`` (masked models only), ``n``, ``generate`` (button), ``samples`` (output
     image); on the second tab ``upload``, ``token-map``, ``reconstruction``, ``top-codes`` (gallery)."""
     gr = require_gradio()
@@ -99,7 +99,9 @@ def build_app(sampler: Sampler, title: str | None = None) -> Any:
                     )
                     button = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=2):
-                    samples = gr.Image(label="samples", type="numpy", interactive=False, elem_id="samples")
+                    samples = gr.Image(
+                        label="samples", type="numpy", format="png", interactive=False, elem_id="samples"
+                    )
                     with gr.Accordion("provenance", open=False):
                         provenance = gr.JSON(label="provenance")
 
@@ -123,7 +125,9 @@ def build_app(sampler: Sampler, title: str | None = None) -> Any:
             )
             with gr.Row():
                 upload = gr.Image(label="image", type="pil", sources=["upload"], elem_id="upload")
-                tokens = gr.Image(label="token map", type="numpy", interactive=False, elem_id="token-map")
+                tokens = gr.Image(
+                    label="token map", type="numpy", format="png", interactive=False, elem_id="token-map"
+                )
                 recon = gr.Image(
                     label="reconstruction", type="numpy", interactive=False, elem_id="reconstruction"
                 )
