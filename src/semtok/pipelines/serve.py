@@ -26,6 +26,8 @@ from semtok.visual.codebook_picture import code_patches
 __all__ = [
     "GOLDEN",
     "ImageTokens",
+    "check_choice",
+    "class_choices",
     "code_colours",
     "generate_grid",
     "inspect_image",
