@@ -118,7 +118,7 @@ def generate_grid(
     cfg_scale: float,
     temperature: float,
     steps: int = 12,
-    per_row: int = 8,
+    per_row: int = 4,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """``n`` samples for one class name (a class model, see :func:`class_choices`) or one prompt (a text model;
     blank: unconditional) -> (grid picture ``uint8 [H, W, 3]``, the provenance a sample file would record).

@@ -39,6 +39,11 @@ def _theme(gr: Any) -> Any:
     return gr.themes.Default(font=LOCAL_FONTS, font_mono=LOCAL_MONO)
 
 
+def _short(folder: Path) -> str:
+    """A folder by its last two names (``run/nar``); the page lists the full paths under "files"."""
+    return "/".join(Path(folder).resolve().parts[-2:])
+
+
 def _raise_on_page(gr: Any, function: Any) -> Any:
     """``function`` with a :class:`SemtokError` shown on the page (``gr.Error``) instead of a traceback."""
 
@@ -67,10 +72,14 @@ def build_app(sampler: Sampler, title: str | None = None) -> Any:
         blocks_args["theme"] = _theme(gr)
     with gr.Blocks(**blocks_args) as app:
         gr.Markdown(
-            f"## {title}\n{noun} {condition_kind}-conditional model `{sampler.model_dir}` "
+            f"## {title}\n{noun} {condition_kind}-conditional model `{_short(sampler.model_dir)}` "
             f"({sampler.model.config.vocab_size} codes, grid {list(sampler.model.config.grid)}); "
-            f"tokenizer `{sampler.tokenizer_dir}` ({sampler.tokenizer.kind})."
+            f"tokenizer `{_short(sampler.tokenizer_dir)}` ({sampler.tokenizer.kind})."
         )
+        with gr.Accordion("files", open=False):
+            gr.Markdown(
+                f"model `{sampler.model_dir.resolve()}`\n\ntokenizer `{sampler.tokenizer_dir.resolve()}`"
+            )
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column(scale=1):
