@@ -1,4 +1,4 @@
-"""`semtok <verb>`: train, build, evaluate, tokenize, demo, shards, fid, stats, import, push. Errors print one line and
+"""`semtok <verb>`: train, build, evaluate, tokenize, demo, shards, fid, stats, import, push, serve. Errors print one line and
 exit with code 2."""
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"semtok {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    from semtok.cli import data, evaluate, fid, hub, importers, pipelines, tokens, train
+    from semtok.cli import data, evaluate, fid, hub, importers, pipelines, serve, tokens, train
 
     train.add_train_parsers(verbs)
-    for module in (pipelines, tokens, evaluate, data, fid, importers, hub):
+    for module in (pipelines, tokens, evaluate, data, fid, importers, hub, serve):
         module.add_parsers(verbs)
     return parser
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from semtok.cli import data, evaluate, fid, hub, importers, pipelines, tokens, train
+        from semtok.cli import data, evaluate, fid, hub, importers, pipelines, serve, tokens, train
 
         if args.verb in ("train", "build"):
             return train.run_train(args)
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             **fid.COMMANDS,
             **importers.COMMANDS,
             **hub.COMMANDS,
+            **serve.COMMANDS,
         }
         return commands[args.verb](args)
     except SemtokError as error:
