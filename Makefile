@@ -34,6 +34,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_fid_agreement.py
 	$(PYTHON) benchmarks/bench_folder_scan.py
 	$(PYTHON) benchmarks/bench_throughput.py
+	$(PYTHON) benchmarks/bench_distributed.py
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks
