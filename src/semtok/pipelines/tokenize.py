@@ -125,6 +125,15 @@ def tokenize_dataset(
     return manifest
 
 
+def _shared_ids(out: str | Path, num_rows: int, tokenizer: Any, processes: Processes) -> np.ndarray:
+    """The partial ids file ``[num_rows, h, w]`` every process writes its rows into: created by the main process,
+    opened (memory-mapped, writable) by each once it exists."""
+    if processes.is_main:
+        create_partial_ids(out, num_rows, tuple(tokenizer.grid_size), tokenizer.num_codes)
+    processes.barrier()
+    return np.load(partial_ids_path(out), mmap_mode="r+")
+
+
 def _encode_indexed(
     tokenizer: Any,
     dataset: Any,
@@ -138,10 +147,7 @@ def _encode_indexed(
     """Encode a map-style data set: each process its global batches, straight into the shared partial ids file
     (row ``view * N + i``). The main process gets (labels [views * N], captions per row, N), the others None."""
     count = len(dataset)
-    if processes.is_main:
-        create_partial_ids(out, views * count, tuple(tokenizer.grid_size), tokenizer.num_codes)
-    processes.barrier()
-    ids_file = np.load(partial_ids_path(out), mmap_mode="r+")
+    ids_file = _shared_ids(out, views * count, tokenizer, processes)
     mine = processes.batches(count, batch_size)
     num_batches = -(-count // batch_size)
     parts: list[tuple[int, tuple[torch.Tensor, list[list[str]]]]] = []
@@ -202,10 +208,7 @@ def _encode_stream(
     everything = sorted((key for part in processes.gather(keys) for key in part), key=lambda k: k[:2])
     order = {(view, index): row for row, (view, index, _, _) in enumerate(everything)}
     count = len(everything) // views
-    if processes.is_main:
-        create_partial_ids(out, len(everything), tuple(tokenizer.grid_size), tokenizer.num_codes)
-    processes.barrier()
-    ids_file = np.load(partial_ids_path(out), mmap_mode="r+")
+    ids_file = _shared_ids(out, len(everything), tokenizer, processes)
     for view, indices, ids in mine:
         ids_file[[order[view, int(i)] for i in indices]] = ids
     ids_file.flush()
