@@ -23,7 +23,9 @@ class TrainConfig:
     optimizer: str = (
         "adamw"  # adamw (decoupled decay, none on biases/norms/positions) | adam (L2 decay on all)
     )
-    mixed_precision: str = "no"  # no | bf16 | fp16 (quantizer math always runs in fp32)
+    # no | bf16 | fp16 | auto (quantizer math always runs in fp32); auto = bf16 where the hardware has native
+    # bf16 arithmetic (a CUDA GPU that supports it, a CPU with AVX512-BF16 / AMX), else no: see resolve_precision
+    mixed_precision: str = "no"
     tf32: bool = True  # on GPUs: TF32 matmuls and convolutions for the fp32 parts (Ampere and later)
     compile: bool = (
         False  # torch.compile the trained modules (inductor; the first steps pay the compile time)
@@ -39,9 +41,10 @@ class TrainConfig:
     max_cache_gb: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
+        if self.mixed_precision not in ("no", "bf16", "fp16", "auto"):
             raise SemtokError(
-                f"config key 'train.mixed_precision': expected no, bf16 or fp16, got {self.mixed_precision!r}"
+                "config key 'train.mixed_precision': expected no, bf16, fp16 or auto, got "
+                f"{self.mixed_precision!r}"
             )
         if self.optimizer not in ("adamw", "adam"):
             raise SemtokError(f"config key 'train.optimizer': expected adamw or adam, got {self.optimizer!r}")
@@ -50,3 +53,20 @@ class TrainConfig:
                 raise SemtokError(
                     f"config key 'train.{key}': expected a positive integer, got {getattr(self, key)}"
                 )
+
+
+def resolve_precision(mixed_precision: str) -> str:
+    """``train.mixed_precision`` as Accelerate takes it: ``auto`` -> ``bf16`` on a CUDA GPU with bf16 support or
+    a CPU whose oneDNN has native bf16 kernels (AVX512-BF16 or AMX; VQ-KD's training step on the 2-core AMD EPYC
+    here: 2.7x faster than fp32), else ``no`` (emulated bf16 is slower than fp32); other values unchanged."""
+    import torch
+
+    if mixed_precision != "auto":
+        return mixed_precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return (
+        "bf16"
+        if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        else "no"
+    )

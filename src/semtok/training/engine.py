@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 import yaml
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch import nn
 from tqdm.auto import tqdm
@@ -33,6 +34,7 @@ from semtok.errors import SemtokError
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.training.batches import batch_stream
 from semtok.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from semtok.training.config import resolve_precision
 from semtok.training.schedule import warmup_cosine_lr
 from semtok.training.tracking import JSONLinesTracker
 
@@ -121,9 +123,14 @@ class Engine:
         self.train = stage.config.train
         self.show_progress = progress
         self.jsonl = JSONLinesTracker(self.out_dir)
+        precision = resolve_precision(self.train.mixed_precision)
+        if AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
+            # Accelerate keeps one precision per process; a pipeline (demo, suite) runs stages of different
+            # precisions one after another in one process. The process group (PartialState) is kept.
+            AcceleratorState._reset_state()
         try:
             self.accelerator = Accelerator(
-                mixed_precision=self.train.mixed_precision,
+                mixed_precision=precision,
                 cpu=not torch.cuda.is_available(),
                 gradient_accumulation_steps=self.train.grad_accum,
                 dynamo_backend="inductor" if self.train.compile else "no",
@@ -281,6 +288,7 @@ class Engine:
                 "skipped_files": len(getattr(setup.train_set, "skipped_files", [])),
                 "processes": self.world,
                 "device": str(self.device),
+                "mixed_precision": str(self.accelerator.mixed_precision),
                 folder: str(self.out_dir / folder),
             }
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -13,13 +13,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
 from semtok.hub.files import load_state_checked
 from semtok.hub.pretrained import resolve_model_dir
 from semtok.losses.pixel import PixelLoss, PixelLossConfig
-from semtok.tokenizers.base import Tokenizer
+from semtok.tokenizers.base import Tokenizer, eval_mode
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
@@ -88,9 +89,13 @@ class FrozenEncoderDecoder(nn.Module):
     def last_layer(self) -> torch.Tensor:
         return self.tokenizer.pixel_decoder.last_layer
 
-    def forward(self, images_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        with torch.no_grad():
-            ids_BHW = self.tokenizer.encode(images_B3HW)
+    def forward(
+        self, images_B3HW: torch.Tensor, ids_BHW: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """``ids_BHW``: the frozen tokenizer's ids of these images when already known (the stage's id cache)."""
+        if ids_BHW is None:
+            with torch.no_grad():
+                ids_BHW = self.tokenizer.encode(images_B3HW)
         recon = self.tokenizer.pixel_decode(ids_BHW)
         return recon, ids_BHW, {"loss": recon.new_zeros(())}
 
@@ -133,7 +138,7 @@ class PixelStage(Stage):
             trained: nn.Module = FrozenEncoderDecoder(self.tokenizer)
         else:
             self.tokenizer = trained = MODELS[self.name](config.model)
-        train_set = self.image_train_set(self.tokenizer.config.image_size)
+        train_set = self.train_set = self.image_train_set(self.tokenizer.config.image_size)
         self.loss = PixelLoss(config.loss).to(engine.device)
         self.last_layer = trained.last_layer
         return Setup(
@@ -152,11 +157,40 @@ class PixelStage(Stage):
             progress=("loss/reconstruction", "loss/perceptual", "codebook/usage_window"),
         )
 
+    def after_resume(self, engine: Engine) -> None:
+        """A pixel decoder's frozen tokenizer gives every train image the same ids at every step when nothing
+        random changes the images: encode the split once (VQ-KD: its ViT; Cluster: the teacher) instead of once
+        per step. Augmented data, shards, or ids over ``train.max_cache_gb`` are encoded every step."""
+        self.ids_cache = None
+        train_set = self.train_set
+        if (
+            self.name != "decoder"
+            or self.config.data.augment != "none"
+            or getattr(train_set, "is_stream", False)
+            or len(train_set) * self.tokenizer.grid_size[0] * self.tokenizer.grid_size[1] * 4 / 1e9
+            > self.config.train.max_cache_gb
+        ):
+            return
+        chunks = []
+        show = engine.is_main and engine.show_progress
+        encoder = self.tokenizer.to(engine.device)
+        with torch.no_grad(), eval_mode(encoder):
+            for start in tqdm(
+                range(0, len(train_set), 256), desc="token cache", disable=not show, leave=False
+            ):
+                stop = min(len(train_set), start + 256)
+                images = torch.stack([train_set[i][0] for i in range(start, stop)]).to(engine.device)
+                chunks.append(encoder.encode(images).to(torch.int32).cpu())
+        self.ids_cache = torch.cat(chunks)
+
     def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
         images = batch[0].to(engine.device, non_blocking=True)
         step = engine.step_index
+        ids = None if self.ids_cache is None else self.ids_cache[batch[2]].long().to(engine.device)
         with engine.accelerator.autocast():
-            recon, ids, aux = engine.modules["model"](images)
+            recon, ids, aux = (
+                engine.modules["model"](images, ids) if ids is not None else engine.modules["model"](images)
+            )
         recon = recon.float()
         loss, parts = self.loss.generator_loss(recon, images, aux["loss"], step, self.last_layer)
         engine.optimize("model", loss)
