@@ -312,8 +312,14 @@ def masked_decoding_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
     def picture(name: str) -> Path:
         return out / "figures" / f"masked_decoding_{name}.png"
 
+    def run(
+        name: str,
+    ) -> Path:  # the seed-0 chain's masked model (a row folder of the one-seed layout: its own)
+        chain = seed0(out, name)
+        return (chain if chain.exists() or not (out / name / "nar_run").exists() else out / name) / "nar_run"
+
     def model(name: str) -> Path:
-        return seed0(out, name) / "nar_run" / "nar" / "model.safetensors"
+        return run(name) / "nar" / "model.safetensors"
 
     names = sorted(results["rows"], key=lambda n: n != "vqkd")  # vqkd first, the rest in table order
     name = next((n for n in names if picture(n).exists() or model(n).exists()), None)
@@ -322,7 +328,7 @@ def masked_decoding_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
     sampling = SamplingConfig()
     path = picture(name)
     if not path.exists():
-        sampler = Sampler(seed0(out, name) / "nar_run")
+        sampler = Sampler(run(name))
         labels = torch.tensor(DECODING_LABELS) % max(sampler.num_classes, 1)
         masked_decoding_picture(sampler, labels, path, sampling)
     caption = (

@@ -72,8 +72,8 @@ def t2i_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
             "size (from the ink bounding box) match their caption; all attributes = all three at once; seen / "
             "held-out: val captions whose (digit, colour) pair the train split shows / never shows (the "
             "compositional question). Mean ± standard deviation over the training seeds "
-            f"{seeds} (each chain's branch trained under its seed, sampled under the same seed). Chance level: a sample that ignores its prompt. No CLIP score: the suite has no CLIP "
-            "weights offline.",
+            f"{seeds} (each chain's branch trained under its seed, sampled under the same seed). Chance level: "
+            "a sample that ignores its prompt. No CLIP score: the suite has no CLIP weights offline.",
         ),
     ]
     prompts, held_out = t2i.get("prompts") or [], t2i.get("prompt_held_out") or []
