@@ -14,6 +14,7 @@ Block = tuple[str, Any]  # ("h2", text) | ("p", text) | ("table", (header, rows)
 
 
 DECODING_LABELS = (0, 2, 4, 6, 8)  # the masked-decoding picture's classes (modulo the model's), seed 0
+NO_MODELS = "Not run yet, or not in this folder (no model files: the suite was kept as its metric files)."
 GENERATION_COLUMNS = (("gfid", 2), ("precision", 3), ("recall", 3), ("class_accuracy", 3))
 
 
@@ -256,8 +257,11 @@ def figures(out: Path, results: dict[str, Any]) -> list[Block]:
             save_grid(reconstruction_grid(tokenizer, images), path)
         if path.exists():
             blocks.append(("img", (path, row["label"])))
+    if len(blocks) == 1:
+        blocks.append(("p", NO_MODELS))
     blocks += sample_blocks(out, results)
     blocks.append(("h2", "Training curves (seed-0 chains)"))
+    curves = len(blocks)
     for family, key, title, caption in (
         ("tokenizer", None, "tokenizer training", "tokenizer training (each kind logs its own losses)"),
         (
@@ -280,6 +284,8 @@ def figures(out: Path, results: dict[str, Any]) -> list[Block]:
                 runs, fig_dir / f"curves_{family}.png", keys=[key] if key else None, title=title
             )
             blocks.append(("img", (path, caption)))
+    if len(blocks) == curves:
+        blocks.append(("p", NO_MODELS.replace("model files", "training logs")))
     blocks += masked_decoding_blocks(out, results)
     pair = {
         label: final_tokenizer_run(out, name)
