@@ -137,7 +137,8 @@ def fake_t2i(row_dir, gfids):
 
 def test_collect_and_report_the_t2i_branch(tmp_path):
     fake_row(tmp_path / "vqkd", [10.0, 12.0])
-    fake_t2i(tmp_path / "vqkd", [30.0, 34.0])
+    fake_t2i(tmp_path / "vqkd" / "seed0", [30.0])  # each chain's branch, scored under its own seed
+    fake_t2i(tmp_path / "vqkd" / "seed1", [99.0, 34.0])
     fake_row(tmp_path / "vqkd-random", [11.0])
     vqkd = collect_row("vqkd", tmp_path / "vqkd", (0, 1))
     assert vqkd["t2i_gfid"] == 32.0 and vqkd["t2i_gfid_std"] == pytest.approx(statistics.stdev([30, 34]))
@@ -165,10 +166,10 @@ def test_collect_and_report_the_t2i_branch(tmp_path):
     markdown = render_markdown(t2i_blocks(tmp_path, results), tmp_path)
     assert "## Text-to-image (captioned MNIST)" in markdown and "| FID_T2I |" in markdown
     assert '16. "a small magenta 7" (held-out pair)' in markdown and "0.970" in markdown
-    assert "![VQ-KD (EfficientNet-Lite0), text AR" in markdown and "(vqkd/t2i/samples.png)" in markdown
+    assert "![VQ-KD (EfficientNet-Lite0), text AR" in markdown and "(vqkd/seed0/t2i/samples.png)" in markdown
     assert "No CLIP score" in markdown
     skipped = render_markdown(t2i_blocks(tmp_path, {**results, "t2i": t2i_results(None)}), tmp_path)
-    assert "Skipped" in skipped and "FID_T2I" not in skipped
+    assert "Not run yet" in skipped and "FID_T2I" not in skipped
     assert t2i_blocks(tmp_path, {**results, "rows": {"vqkd-random": ablation}}) == []
 
 
@@ -218,7 +219,7 @@ def test_t2i_branch_layout_with_a_tiny_tokenizer(one_thread, monkeypatch, tmp_pa
         assert (t2i / path).is_file(), path
     config = yaml.safe_load((t2i / "ar_run" / "config.yaml").read_text())
     assert config["model"]["text_encoder"] == "minilm-l6" and config["train"]["steps"] == 2
-    row = collect_t2i(row_dir, budget.seeds)
+    row = collect_t2i(row_dir, budget.train_seeds)
     assert row["t2i_gfid"] == 50.0 and row["t2i_prompt_all_held_out"] == 0.1 and row["t2i_prompts"] == PROMPTS
     assert row["t2i_prompt_all_seen"] is None and row["t2i_val_nll"] > 0
     with Image.open(t2i / "samples.png") as grid:
@@ -228,10 +229,11 @@ def test_t2i_branch_layout_with_a_tiny_tokenizer(one_thread, monkeypatch, tmp_pa
 
 
 @pytest.mark.parametrize(
-    "rows, t2i, enabled", [(["fsq"], True, True), (["fsq"], False, False), (["vqkd-random"], True, False)]
+    "rows, t2i, expected",
+    [(["fsq"], True, [None, "judge_captioned"]), (["fsq"], False, [None]), (["vqkd-random"], True, [None])],
 )
 def test_run_suite_passes_the_captioned_judge_only_when_the_branch_runs(
-    rows, t2i, enabled, monkeypatch, tmp_path
+    rows, t2i, expected, monkeypatch, tmp_path
 ):
     import semtok.pipelines.report
     import semtok.pipelines.suite
@@ -242,14 +244,16 @@ def test_run_suite_passes_the_captioned_judge_only_when_the_branch_runs(
         (tmp_path / judge / "summary.json").write_text(json.dumps({"val_top1": 0.9}))
     seen = []
 
-    def run_row(row, out, budget, judge_dir, progress, t2i_judge=None):
-        seen.append((row, t2i_judge))
+    def run_row(row, out, budget, judge_dir, progress, t2i_judge=None, chains=True):
+        seen.append((row, t2i_judge, chains))
         return {"times": {}}
 
     monkeypatch.setattr(semtok.pipelines.suite, "run_row", run_row)
     monkeypatch.setattr(semtok.pipelines.report, "write_report", lambda out, results: out / "report.md")
     semtok.pipelines.suite.run_suite("quick", tmp_path, rows=rows, t2i=t2i)
     results = json.loads((tmp_path / "results.json").read_text())
-    assert seen == [(rows[0], tmp_path / "judge_captioned" if enabled else None)]
-    assert results["t2i"]["enabled"] is enabled and results["t2i"]["prompts"] == PROMPTS
+    # the chains first (main or ablation part), then the text-to-image part alone
+    assert seen == [(rows[0], tmp_path / j if j else None, j is None) for j in expected]
+    # a captioned judge kept from an earlier run counts as the branch's (its kept results are reported)
+    assert results["t2i"]["enabled"] is (rows[0] == "fsq") and results["t2i"]["prompts"] == PROMPTS
     assert results["budget"]["t2i_steps"] == 40

@@ -26,6 +26,13 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         help="skip the main rows' text-to-image branch (captioned MNIST: a second tokenizer and a text AR model "
         "per row; roughly the class-conditional main rows' time again)",
     )
+    bench.add_argument(
+        "--parts",
+        default="main,ablation,sweep,t2i",
+        help="comma list of the parts to run, always in the order main, sweep, ablation, t2i (default all): main "
+        "rows (every training seed, AR and masked), the budget sweep (VQGAN, VQ-KD, Cluster), the teacher "
+        "ablation rows, the text-to-image branch; the report shows every part with results",
+    )
 
     demo = verbs.add_parser(
         "demo",
@@ -43,12 +50,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     suite = "quick" if args.quick else args.suite
     out = args.out or f"runs/bench/suite-{suite}"
     checks.output_dir(out, "--out")
-    from semtok.pipelines.suite import ROWS, run_suite
+    from semtok.pipelines.suite import PARTS, ROWS, run_suite
 
     unknown = [row for row in args.rows or [] if row not in ROWS]
     if unknown:
         raise SemtokError(f"--rows: unknown {unknown} (known: {list(ROWS)})")
-    run_suite(suite, out, args.rows, progress=args.progress, t2i=not args.no_t2i)
+    parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    if not parts or any(part not in PARTS for part in parts):
+        raise SemtokError(f"--parts: expected a comma list of {list(PARTS)}, got {args.parts!r}")
+    run_suite(suite, out, args.rows, progress=args.progress, t2i=not args.no_t2i, parts=tuple(parts))
     return 0
 
 

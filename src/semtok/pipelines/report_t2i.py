@@ -38,24 +38,25 @@ def t2i_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _prompt_list(prompts: list[str], held_out: list[bool]) -> str:
+    held_out = list(held_out) + [False] * (len(prompts) - len(held_out))
     return "; ".join(
         f'{i + 1}. "{prompt}"{" (held-out pair)" if held else ""}'
-        for i, (prompt, held) in enumerate(zip(prompts, held_out, strict=True))
+        for i, (prompt, held) in enumerate(zip(prompts, held_out))
     )
 
 
 def t2i_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
-    """The section: the table, the sentence on what was measured, the sample grids with their prompts (nothing when
-    the suite has no main row; one line when the branch was skipped)."""
+    """The section: the table, the sentence on what was measured, the sample grids (seed-0 chains) each with its
+    16 prompts (nothing when the suite has no main row; "not run yet" when the branch has no results)."""
     main = {name: row for name, row in results["rows"].items() if not row.get("ablation")}
     t2i = results.get("t2i") or {}
     if not main:
         return []
-    if not t2i.get("enabled"):
-        return [("h2", TITLE), ("p", "Skipped in this run (run_suite(t2i=False) / semtok bench --no-t2i).")]
+    if not t2i.get("enabled") or all(row.get("t2i_gfid") is None for row in main.values()):
+        return [("h2", TITLE), ("p", "Not run yet (semtok bench --parts t2i; skipped by --no-t2i).")]
     judge = t2i.get("judge") or {}
     held_pairs = ", ".join(f"{digit} {colour}" for digit, colour in t2i.get("held_out_pairs", []))
-    seeds = next(iter(main.values())).get("seeds")
+    seeds = results.get("budget", {}).get("train_seeds")
     blocks: list[Block] = [
         ("h2", TITLE),
         ("table", t2i_table(results)),
@@ -70,25 +71,43 @@ def t2i_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
             f"captioned train split, val top-1 {fmt(judge.get('val_top1'))}), colour (read from the pixels) and "
             "size (from the ink bounding box) match their caption; all attributes = all three at once; seen / "
             "held-out: val captions whose (digit, colour) pair the train split shows / never shows (the "
-            "compositional question). Mean ± standard deviation over the sampling seeds "
-            f"{seeds}. Chance level: a sample that ignores its prompt. No CLIP score: the suite has no CLIP "
-            "weights offline.",
+            "compositional question). Mean ± standard deviation over the training seeds "
+            f"{seeds} (each chain's branch trained under its seed, sampled under the same seed). Chance level: "
+            "a sample that ignores its prompt. No CLIP score: the suite has no CLIP weights offline.",
         ),
     ]
     prompts, held_out = t2i.get("prompts") or [], t2i.get("prompt_held_out") or []
-    grids = [(name, row) for name, row in main.items() if (out / name / "t2i" / "samples.png").exists()]
-    if grids:
-        blocks.append(
-            (
-                "p",
-                "Sample grids: one image per prompt, seed 0, CFG 1.75, top-k 600, top-p 0.92; row 1 seen (digit, "
-                f"colour) pairs, row 2 the same digits and sizes in their held-out colour. Prompts: "
-                f"{_prompt_list(prompts, held_out)}.",
-            )
-        )
+    grids = [(name, row) for name, row in main.items() if grid_path(out, name).exists()]
+    if not grids:
+        return blocks + [("p", "Sample grids: not run yet.")]
+    blocks += [
+        (
+            "p",
+            "Sample grids (seed-0 chain): one image per prompt, sampling seed 0, CFG 1.75, top-k 600, top-p 0.92; "
+            "row 1 seen (digit, colour) pairs, row 2 the same digits and sizes in their held-out colour, as in "
+            "this table of the 16 prompts:",
+        ),
+        ("table", prompt_table(prompts, held_out)),
+    ]
     for name, row in grids:
-        caption = f"{row['label']}, text AR on its captioned tokens"
-        if row.get("t2i_prompts") not in (None, prompts):  # a grid kept from a run with other prompts
-            caption += ": " + "; ".join(f'"{p}"' for p in row["t2i_prompts"])
-        blocks.append(("img", (out / name / "t2i" / "samples.png", caption)))
+        shown = row.get("t2i_prompts") or prompts  # a grid kept from a run with other prompts lists its own
+        caption = f"{row['label']}, text AR on its captioned tokens; prompts: {_prompt_list(shown, held_out)}"
+        blocks.append(("img", (grid_path(out, name), caption)))
     return blocks
+
+
+def grid_path(out: Path, name: str) -> Path:
+    """The text-to-image sample grid of a main row (its seed-0 chain)."""
+    return out / name / "seed0" / "t2i" / "samples.png"
+
+
+def prompt_table(
+    prompts: list[str], held_out: list[bool], per_row: int = 8
+) -> tuple[list[str], list[list[str]]]:
+    """The prompts laid out as the sample grid is: ``per_row`` columns, one table row per grid row."""
+    header = ["grid row", *(f"column {j + 1}" for j in range(per_row))]
+    rows = []
+    for start in range(0, len(prompts), per_row):
+        part = "held-out pairs" if all(held_out[start : start + per_row]) else "seen pairs"
+        rows.append([f"{start // per_row + 1} ({part})", *prompts[start : start + per_row]])
+    return header, rows

@@ -24,7 +24,7 @@ class Stages:
         """``work()`` as stage ``name`` unless ``done`` (its output) exists; its seconds go to ``times.json``."""
         if done.exists():
             return
-        print(f"[{self.row_dir.name}] {name}", flush=True)
+        print(f"[{'/'.join(self.row_dir.parts[-2:])}] {name}", flush=True)  # e.g. [vqkd/seed0]
         started = time.time()
         work()
         self.times[name] = round(time.time() - started, 1)

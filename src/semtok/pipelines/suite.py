@@ -1,28 +1,41 @@
 """The paper's comparison at small scale (``semtok bench --suite mnist`` / ``make bench``).
 
 Every tokenizer (VQGAN, FSQ, CVQ-VAE, VQ-KD, Cluster; plus the teacher ablation: VQ-KD with EfficientNet-Lite2 and
-with a randomly initialised Lite0) is trained with the same step budget and seed, gets a pixel decoder where it
-needs one, and both families of proposal network are trained on its tokens with the same budget: the AR model
-(``ar-mnist``) and the masked MaskGIT / MAGE model (``nar-mnist``). Each row is evaluated: codebook usage,
-perplexity, rFID, PSNR, SSIM, linear probe, then, for each family, gFID / precision / recall / class accuracy over
-several sampling seeds (the paper's FID_AR and FID_NAR). The five main rows also ask the text-to-image question
+with a randomly initialised Lite0) is trained with the same step budget, gets a pixel decoder where it needs one,
+and both families of proposal network are trained on its tokens with the same budget: the AR model (``ar-mnist``)
+and the masked MaskGIT / MAGE model (``nar-mnist``). Each row is run once per training seed S of
+``Budget.train_seeds`` (a *chain*: every training stage with ``train.seed=S``, the Cluster build with
+``build.seed=S``, its generation metrics with sampling seed S), and its numbers are the mean ± sample sd over the
+chains: codebook usage, perplexity, rFID, PSNR, SSIM, linear probe, then, for each family, gFID / precision /
+recall / class accuracy (the paper's FID_AR and FID_NAR). The five main rows also ask the text-to-image question
 (:mod:`semtok.pipelines.suite_t2i`: the same tokenizer on captioned MNIST, a text AR model, FID_T2I and prompt
-adherence on seen and held-out (digit, colour) pairs); ``run_suite(t2i=False)`` / ``--no-t2i`` skips that branch.
+adherence on seen and held-out (digit, colour) pairs), once per chain too. The budget sweep (:data:`SWEEP_ROWS`)
+trains the seed-0 chain of VQGAN, VQ-KD and Cluster again with the tokenizer-side budget scaled by each multiplier
+of ``Budget.sweep`` (AR model and its metrics only) and draws gFID and class accuracy against tokenizer-side steps
+and seconds.
 
-Layout of ``OUT`` (every stage is reused when its output exists, so a rerun after a crash continues):
-  judge/                         the judge classifier (shared by every row)
-  ROW/tokenizer_run/             tokenizer training (or the Cluster build)
-  ROW/decoder_run/               pixel decoder (feature tokenizers)
-  ROW/eval_val.json              reconstruction metrics; ROW/probe_val.json linear probe
-  ROW/tokens/{train,val}.json    token files;  ROW/ar_run/  the AR model;  ROW/nar_run/  the masked model
-  ROW/generation_seed{S}.json    AR generation metrics per seed;  ROW/samples/class_{k}.png AR sample grids
-  ROW/nar_generation_seed{S}.json, ROW/nar_samples/class_{k}.png   the same for the masked model
-  judge_captioned/               the judge of the captioned data (shared by every row's text-to-image branch)
-  ROW/t2i/                       main rows: tokenizer_run/, decoder_run/, tokens/, ar_run/ (the text AR model),
-                                 generation_seed{S}.json, samples.png (16 prompts: 8 seen, 8 held-out pairs)
-  ROW/times.json                 seconds per stage, t2i_* for the text-to-image branch (kept from the run that
-                                 computed it)
-  results.json, report.md, report.html
+``run_suite(parts=...)`` / ``semtok bench --parts main,sweep`` runs the parts in this order: the judge, ``main``
+(the main rows, every seed, AR + masked), ``sweep``, ``ablation`` (the ablation rows, every seed), ``t2i`` (the
+main rows' text-to-image branch, every seed); the report shows whatever has results ("not run yet" elsewhere).
+
+Layout of ``OUT`` (every stage is reused when its output exists, so a rerun after a crash continues; a chain whose
+metric JSONs all exist needs no model file at all: its training stages are skipped and it is only collected):
+  judge/                          the judge classifier (shared by every row)
+  ROW/seed{S}/                    one chain per training seed S:
+    tokenizer_run/                tokenizer training (or the Cluster build)
+    decoder_run/                  pixel decoder (feature tokenizers)
+    eval_val.json                 reconstruction metrics;  probe_val.json  linear probe
+    tokens/{train,val}.json       token files;  ar_run/  the AR model;  nar_run/  the masked model
+    generation_seed{S}.json       AR generation metrics (sampling seed S);  nar_generation_seed{S}.json  masked
+    samples/class_{k}.png         AR sample grids, nar_samples/class_{k}.png masked ones (seed 0's chain only)
+    t2i/                          main rows: tokenizer_run/, decoder_run/, tokens/, ar_run/ (the text AR model),
+                                  generation_seed{S}.json, samples.png (seed 0's chain; 16 prompts: 8 seen, 8
+                                  held-out pairs)
+    times.json                    seconds per stage, t2i_* for the text-to-image branch
+  sweep/ROW/x{STEPS}/             a sweep point (ROW in SWEEP_ROWS, STEPS = the scaled tokenizer steps): the same
+                                  chain layout (seed 0), AR only, no grids; the multiplier-1 point is ROW/seed0
+  judge_captioned/                the judge of the captioned data (shared by every row's text-to-image branch)
+  results.json, report.md, report.html, sweep_curves.png, figures/
 """
 
 from __future__ import annotations
@@ -46,23 +59,28 @@ class Budget:
     """Equal budgets for every row; ``eval_images``: val images for every metric (None = all 500).
 
     ``ar_steps`` / ``nar_steps``: the two proposal networks (same size, equal steps: they compare at equal cost);
-    ``t2i_steps``: the text AR model of the text-to-image branch (it learns the captions' attributes too)."""
+    ``t2i_steps``: the text AR model of the text-to-image branch (it learns the captions' attributes too);
+    ``train_seeds``: one chain per seed (every training stage and the sampling of its metrics under that seed);
+    ``sweep``: the budget sweep's multipliers of the tokenizer-side budget (tokenizer and decoder steps; for
+    Cluster the decoder steps and the k-means iterations)."""
 
     tokenizer_steps: int
     decoder_steps: int
     ar_steps: int
     nar_steps: int
     judge_steps: int
-    seeds: tuple[int, ...]
-    ablation_seeds: tuple[int, ...]
+    train_seeds: tuple[int, ...]
     eval_images: int | None
     t2i_steps: int
+    sweep: tuple[float, ...]
 
 
 SUITES: dict[str, Budget] = {
-    "mnist": Budget(300, 300, 400, 400, 700, (0, 1, 2), (0,), None, t2i_steps=1500),
-    "quick": Budget(30, 30, 40, 40, 100, (0,), (0,), 64, t2i_steps=40),
+    "mnist": Budget(300, 300, 400, 400, 700, (0, 1, 2), None, t2i_steps=1500, sweep=(1 / 3, 1.0, 10 / 3)),
+    "quick": Budget(30, 30, 40, 40, 100, (0,), 64, t2i_steps=40, sweep=(0.5, 1.0)),
 }
+PARTS = ("main", "ablation", "sweep", "t2i")
+SWEEP_ROWS = ("vqgan", "vqkd", "cluster")
 
 # name -> (kind, config, overrides, ablation)
 ROWS: dict[str, tuple[str, str, tuple[str, ...], bool]] = {
@@ -86,8 +104,34 @@ LABELS = {
 # tokenizer kinds whose pixels come from a separately trained pixel decoder
 FEATURE_KINDS = ("vqkd", "cluster")
 SAMPLES_PER_CLASS = 8
-# proposal-network family (its `train` stage and run folder ROW/{family}_run) -> (config, prefix of its outputs)
+# proposal-network family (its `train` stage and run folder CHAIN/{family}_run) -> (config, prefix of its outputs)
 GENERATORS: dict[str, tuple[str, str]] = {"ar": ("ar-mnist", ""), "nar": ("nar-mnist", "nar_")}
+# metrics of a chain aggregated over the chains (mean, _std, _per_seed), besides the generation / t2i ones
+CHAIN_KEYS = (
+    "usage",
+    "perplexity",
+    "rfid",
+    "psnr",
+    "ssim",
+    "teacher_cosine",
+    "probe_top1",
+    "ar_val_nll",
+    "nar_val_masked_nll",
+    "t2i_val_nll",
+)
+GENERATION_KEYS = ("gfid", "precision", "recall", "class_accuracy")
+
+
+def scaled(steps: int, scale: float) -> int:
+    """``steps`` times a sweep multiplier, rounded, at least 1."""
+    return max(1, round(steps * scale))
+
+
+def kmeans_iters(scale: float, overrides: list[str] | None = None) -> int:
+    """The Cluster build's k-means iterations (``cluster-mnist``'s, with ``overrides``) times a sweep multiplier."""
+    from semtok.tokenizers.cluster_build import ClusterRunConfig
+
+    return scaled(load_config(ClusterRunConfig, "cluster-mnist", overrides or []).model.kmeans_iters, scale)
 
 
 def train_tokenizer(
@@ -97,12 +141,16 @@ def train_tokenizer(
     progress: bool,
     dataset: str = "mnist5k",
     extra: tuple[str, ...] = (),
+    seed: int = 0,
+    scale: float = 1.0,
 ) -> None:
     """The row's tokenizer stage into ``run_dir`` (``run_dir/tokenizer`` afterwards), trained on ``dataset``
-    (``extra``: more overrides)."""
+    (``extra``: more overrides) under training seed ``seed`` (the Cluster build: ``build.seed``, its image subset,
+    k-means initialisation and re-seeding); ``scale``: a sweep multiplier of the tokenizer steps (the Cluster
+    build, which has no steps: of its k-means iterations)."""
     kind, config_name, overrides, _ = ROWS[row]
     overrides = (f"data.dataset={dataset}", *overrides, *extra)
-    steps = [f"train.steps={budget.tokenizer_steps}"]
+    steps = [f"train.steps={scaled(budget.tokenizer_steps, scale)}", f"train.seed={seed}"]
     if kind == "vqkd":
         from semtok.training import train
         from semtok.training.vqkd import VQKDRunConfig
@@ -112,10 +160,11 @@ def train_tokenizer(
     elif kind == "cluster":
         from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer
 
+        overrides = ("build.keep_features=false", f"build.seed={seed}", *overrides)
+        if scale != 1.0:
+            overrides = (*overrides, f"model.kmeans_iters={kmeans_iters(scale, list(overrides))}")
         build_cluster_tokenizer(
-            load_config(ClusterRunConfig, config_name, ["build.keep_features=false", *overrides]),
-            run_dir,
-            progress,
+            load_config(ClusterRunConfig, config_name, list(overrides)), run_dir, progress
         )
     else:
         from semtok.training import train
@@ -132,9 +181,11 @@ def train_decoder(
     progress: bool,
     dataset: str = "mnist5k",
     extra: tuple[str, ...] = (),
+    seed: int = 0,
+    scale: float = 1.0,
 ) -> None:
     """The pixel decoder of a feature tokenizer (``tokenizer_run``) into ``run_dir``, trained on ``dataset``
-    (``extra``: more overrides)."""
+    (``extra``: more overrides) under training seed ``seed``; ``scale``: a sweep multiplier of its steps."""
     from semtok.training import train
     from semtok.training.pixel import DecoderRunConfig
 
@@ -143,7 +194,8 @@ def train_decoder(
         "decoder-vqkd-mnist",
         [
             f"tokenizer={tokenizer_run}",
-            f"train.steps={budget.decoder_steps}",
+            f"train.steps={scaled(budget.decoder_steps, scale)}",
+            f"train.seed={seed}",
             f"data.dataset={dataset}",
             *extra,
         ],
@@ -151,43 +203,98 @@ def train_decoder(
     resume_train(run_dir, lambda resume: train("decoder", config, run_dir, resume, progress))
 
 
-def run_row(
-    row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool, t2i_judge: Path | None = None
-) -> dict[str, Any]:
-    """All stages of one row; returns its results (metrics, seconds per stage). With ``t2i_judge`` (the captioned
-    data's judge run) a main row also runs its text-to-image branch (:func:`semtok.pipelines.suite_t2i.t2i_stages`)."""
+def chain_dir(out: Path, row: str, seed: int) -> Path:
+    """The folder of training seed ``seed``'s chain of ``row``."""
+    return out / row / f"seed{seed}"
+
+
+def grid_paths(chain: Path, prefix: str) -> list[Path]:
+    """The ten class sample grids of a family (``prefix``: its output prefix) in a chain."""
+    return [chain / f"{prefix}samples" / f"class_{label}.png" for label in range(10)]
+
+
+def chain_outputs(chain: Path, seed: int, families: tuple[str, ...]) -> dict[str, list[Path]]:
+    """The metric JSONs of a chain's parts: ``tokenizer`` (reconstruction, probe) and each family of ``families``
+    (its training summary, its generation metrics of sampling seed ``seed``). A part whose files all exist needs
+    no model file: a chain kept with its JSON files only is collected, not trained again."""
+    outputs = {"tokenizer": [chain / "eval_val.json", chain / "probe_val.json"]}
+    for family in families:
+        prefix = GENERATORS[family][1]
+        outputs[family] = [
+            chain / f"{family}_run" / "summary.json",
+            chain / f"{prefix}generation_seed{seed}.json",
+        ]
+    return outputs
+
+
+def pending_parts(chain: Path, seed: int, families: tuple[str, ...], grids: bool) -> list[str]:
+    """The parts of a chain with work left: a metric JSON missing, or (``grids``) a sample grid missing while its
+    model is there to draw it (a chain kept without its models is not trained again for pictures)."""
+    pending = [
+        p for p, paths in chain_outputs(chain, seed, families).items() if not all(f.exists() for f in paths)
+    ]
+    for family in families if grids else ():
+        model = chain / f"{family}_run" / family / "model.safetensors"
+        prefix = GENERATORS[family][1]
+        if (
+            family not in pending
+            and model.exists()
+            and not all(g.exists() for g in grid_paths(chain, prefix))
+        ):
+            pending.append(family)
+    return pending
+
+
+def run_chain(
+    row: str,
+    chain: Path,
+    budget: Budget,
+    judge_dir: Path,
+    progress: bool,
+    seed: int = 0,
+    families: tuple[str, ...] = tuple(GENERATORS),
+    grids: bool = True,
+    scale: float = 1.0,
+) -> None:
+    """One chain of ``row`` into ``chain``: tokenizer (+ decoder), evaluation, tokens, probe, then each proposal
+    network of ``families`` with its generation metrics (sampling seed ``seed``) and, with ``grids``, its class
+    sample grids; every training stage under ``train.seed=seed``; ``scale``: the sweep multiplier of the
+    tokenizer-side budget. Nothing runs when no part has work left (:func:`pending_parts`); else every stage is
+    reused when its output exists."""
     from semtok.evaluation.probe import probe_token_files
     from semtok.evaluation.tokenizer import evaluate_tokenizer
     from semtok.pipelines.tokenize import tokenize_dataset
 
-    kind, _, _, ablation = ROWS[row]
-    row_dir = out / row
-    stages = Stages(row_dir)
-    tokenizer_run = row_dir / "tokenizer_run"
+    pending = pending_parts(chain, seed, families, grids)
+    if not pending:
+        return
+    kind = ROWS[row][0]
+    stages = Stages(chain)
+    tokenizer_run = chain / "tokenizer_run"
     stages.run(
         "tokenizer",
         tokenizer_run / "tokenizer" / "model.safetensors",
-        lambda: train_tokenizer(row, tokenizer_run, budget, progress),
+        lambda: train_tokenizer(row, tokenizer_run, budget, progress, seed=seed, scale=scale),
     )
     final = tokenizer_run
     if kind in FEATURE_KINDS:
-        final = row_dir / "decoder_run"
+        final = chain / "decoder_run"
         stages.run(
             "decoder",
             final / "tokenizer" / "model.safetensors",
-            lambda: train_decoder(tokenizer_run, final, budget, progress),
+            lambda: train_decoder(tokenizer_run, final, budget, progress, seed=seed, scale=scale),
         )
     tokenizer_dir = final / "tokenizer"
     stages.run(
         "evaluate",
-        row_dir / "eval_val.json",
+        chain / "eval_val.json",
         lambda: write_json(
-            row_dir / "eval_val.json",
+            chain / "eval_val.json",
             evaluate_tokenizer(tokenizer_dir, "mnist5k", "val", progress=progress, limit=budget.eval_images),
         ),
     )
     for split in ("train", "val"):
-        manifest = row_dir / "tokens" / f"{split}.json"
+        manifest = chain / "tokens" / f"{split}.json"
         stages.run(
             f"tokenize_{split}",
             manifest,
@@ -195,23 +302,42 @@ def run_row(
                 tokenizer_dir, "mnist5k", split, manifest, progress=progress
             ),
         )
-    tokens = row_dir / "tokens"
+    tokens = chain / "tokens"
     stages.run(  # the probe reads the token files: no second pass of the encoder over the images
         "probe",
-        row_dir / "probe_val.json",
+        chain / "probe_val.json",
         lambda: write_json(
-            row_dir / "probe_val.json",
+            chain / "probe_val.json",
             probe_token_files(tokenizer_dir, tokens / "train.json", tokens / "val.json"),
         ),
     )
-    seeds = budget.ablation_seeds if ablation else budget.seeds
-    for family in GENERATORS:
-        generator_stages(family, row_dir, stages, budget, seeds, judge_dir, progress)
-    if t2i_judge is not None and not ablation:
-        from semtok.pipelines.suite_t2i import t2i_stages
+    for family in families:
+        if family in pending:
+            generator_stages(family, chain, stages, budget, (seed,), judge_dir, progress, grids)
 
-        t2i_stages(row, row_dir, stages, budget, t2i_judge, progress)
-    return collect_row(row, row_dir, seeds)
+
+def run_row(
+    row: str,
+    out: Path,
+    budget: Budget,
+    judge_dir: Path,
+    progress: bool,
+    t2i_judge: Path | None = None,
+    chains: bool = True,
+) -> dict[str, Any]:
+    """Every chain of one row (one per ``budget.train_seeds``; ``chains=False``: none); with ``t2i_judge`` (the
+    captioned data's judge run) a main row's chains also run their text-to-image branch
+    (:func:`semtok.pipelines.suite_t2i.t2i_stages`); returns the row's results (:func:`collect_row`)."""
+    from semtok.pipelines.suite_t2i import t2i_stages
+
+    ablation = ROWS[row][3]
+    for seed in budget.train_seeds if chains else ():
+        run_chain(row, chain_dir(out, row, seed), budget, judge_dir, progress, seed, grids=seed == 0)
+    if t2i_judge is not None and not ablation:
+        for seed in budget.train_seeds:
+            chain = chain_dir(out, row, seed)
+            t2i_stages(row, chain, Stages(chain), budget, t2i_judge, progress, seed=seed, grid=seed == 0)
+    return collect_row(row, out / row, budget.train_seeds)
 
 
 def generator_stages(
@@ -222,9 +348,11 @@ def generator_stages(
     seeds: tuple[int, ...],
     judge_dir: Path,
     progress: bool,
+    grids: bool = True,
 ) -> None:
-    """One proposal network (``family``: a key of :data:`GENERATORS`) on the row's tokens: training, generation
-    metrics per sampling seed, a sample grid per class; each stage reused when its output exists."""
+    """One proposal network (``family``: a key of :data:`GENERATORS`) on the tokens of a chain (``row_dir``):
+    training (under ``train.seed`` = the first of ``seeds``), generation metrics per sampling seed, with ``grids``
+    a sample grid per class; each stage reused when its output exists."""
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
     from semtok.training import train
@@ -242,6 +370,7 @@ def generator_stages(
             f"data.tokens={row_dir / 'tokens' / 'train.json'}",
             f"data.val_tokens={row_dir / 'tokens' / 'val.json'}",
             f"train.steps={steps}",
+            f"train.seed={seeds[0]}",
         ],
     )
     stages.run(
@@ -251,11 +380,10 @@ def generator_stages(
     )
     sampling = SamplingConfig()
     generation_seed_stages(
-        stages, run_dir, "mnist5k", judge_dir, seeds, budget, progress, row_dir, prefix, prefix
+        stages, run_dir, "mnist5k", judge_dir, seeds, budget.eval_images, progress, row_dir, prefix, prefix
     )
     sampler = None
-    for label in range(10):
-        grid = row_dir / f"{prefix}samples" / f"class_{label}.png"
+    for label, grid in enumerate(grid_paths(row_dir, prefix) if grids else []):
         if not grid.exists():
             sampler = sampler or Sampler(run_dir)
             labels = torch.full((SAMPLES_PER_CLASS,), label)
@@ -266,7 +394,7 @@ def generation_stats(
     row_dir: Path,
     seeds: tuple[int, ...],
     prefix: str,
-    keys: tuple[str, ...] = ("gfid", "precision", "recall", "class_accuracy"),
+    keys: tuple[str, ...] = GENERATION_KEYS,
     key_prefix: str | None = None,
 ) -> dict[str, Any]:
     """``{key_prefix}gfid`` etc. (``key_prefix`` defaults to ``prefix``): mean, spread and per-seed values over the
@@ -276,34 +404,37 @@ def generation_stats(
     generations = [json.loads(p.read_text()) for p in paths if p.exists()]
     result: dict[str, Any] = {}
     for key in keys:
-        values = [g[key] for g in generations if g.get(key) is not None]  # None: not measured that seed
-        result[f"{key_prefix}{key}"] = statistics.fmean(values) if values else None
-        result[f"{key_prefix}{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
-        result[f"{key_prefix}{key}_per_seed"] = values
+        result.update(stats([g.get(key) for g in generations], f"{key_prefix}{key}"))
     result[f"{key_prefix}gfid_reference"] = generations[0].get("fid_reference") if generations else None
     return result
+
+
+def stats(values: list[Any], key: str) -> dict[str, Any]:
+    """``key``: the mean of ``values`` (None ones left out: not measured), ``key_std``: their sample sd (None with
+    fewer than two), ``key_per_seed``: the values kept."""
+    kept = [v for v in values if v is not None]
+    return {
+        key: statistics.fmean(kept) if kept else None,
+        f"{key}_std": statistics.stdev(kept) if len(kept) > 1 else None,
+        f"{key}_per_seed": kept,
+    }
 
 
 def _summary(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def collect_row(row: str, row_dir: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
-    """The row's numbers from its stage outputs (gFID etc. as mean and spread over the seeds).
-
-    AR generation metrics keep their plain keys (``gfid``, ``class_accuracy``...); the masked model's carry the
-    prefix ``nar_`` (``nar_gfid``, ``nar_class_accuracy``...), None where its stages have not run; the text-to-image
-    branch's carry ``t2i_`` (:func:`semtok.pipelines.suite_t2i.collect_t2i`; None for ablation rows / ``--no-t2i``)."""
+def collect_chain(chain: Path, seed: int) -> dict[str, Any]:
+    """One chain's numbers from its metric JSONs (None where a file is absent; ``{}`` when the chain has no
+    ``eval_val.json``): reconstruction, probe, val NLLs, AR (plain keys), masked (``nar_``) and text-to-image
+    (``t2i_``) generation metrics of sampling seed ``seed``, stage seconds."""
     from semtok.pipelines.suite_t2i import collect_t2i
 
-    recon = json.loads((row_dir / "eval_val.json").read_text())
-    probe = json.loads((row_dir / "probe_val.json").read_text())
-    ar = json.loads((row_dir / "ar_run" / "summary.json").read_text())
-    nar = _summary(row_dir / "nar_run" / "summary.json")
+    if not (chain / "eval_val.json").exists():
+        return {}
+    recon = json.loads((chain / "eval_val.json").read_text())
+    probe = _summary(chain / "probe_val.json")
     result: dict[str, Any] = {
-        "row": row,
-        "label": LABELS[row],
-        "ablation": ROWS[row][3],
         "codebook_size": recon.get("num_codes"),
         "usage": recon.get("usage"),
         "perplexity": recon.get("perplexity"),
@@ -312,31 +443,151 @@ def collect_row(row: str, row_dir: Path, seeds: tuple[int, ...]) -> dict[str, An
         "ssim": recon.get("ssim"),
         "teacher_cosine": recon.get("teacher_cosine"),
         "probe_top1": probe.get("val_top1"),
-        "ar_val_nll": ar.get("val_nll"),
-        "nar_val_masked_nll": nar.get("val_masked_nll"),
-        "seeds": list(seeds),
+        "ar_val_nll": _summary(chain / "ar_run" / "summary.json").get("val_nll"),
+        "nar_val_masked_nll": _summary(chain / "nar_run" / "summary.json").get("val_masked_nll"),
         "fid_extractor": recon.get("fid_extractor"),
         "fid_reference": recon.get("fid_reference"),
-        "times": _summary(row_dir / "times.json"),
+        "times": _summary(chain / "times.json"),
     }
-    result.update(generation_stats(row_dir, seeds, ""))
-    result.update(generation_stats(row_dir, seeds, "nar_"))
-    result.update(collect_t2i(row_dir, seeds))
+    result.update(generation_stats(chain, (seed,), ""))
+    result.update(generation_stats(chain, (seed,), "nar_"))
+    result.update(collect_t2i(chain, (seed,)))
     return result
 
 
-def run_suite(
-    suite: str, out: str | Path, rows: list[str] | None = None, progress: bool = False, t2i: bool = True
-) -> Path:
-    """Run (or continue) a suite into ``out``; writes results.json, report.md and report.html; returns report.md.
+def collect_row(row: str, row_dir: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
+    """The row's numbers over its chains ``row_dir/seed{S}`` for S in ``seeds``: every metric as mean (its plain
+    key), sample sd (``_std``, None with one chain) and the chains' values (``_per_seed``); chains without their
+    files are left out (``seeds``: the training seeds of the chains found, ``chains``: how many).
 
-    ``t2i``: also the main rows' text-to-image branch (:mod:`semtok.pipelines.suite_t2i`; a second tokenizer and
-    decoder per main row, a text AR model of ``t2i_steps``, its evaluations, and the captioned judge)."""
+    AR generation metrics keep their plain keys (``gfid``, ``class_accuracy``...); the masked model's carry the
+    prefix ``nar_`` (``nar_gfid``, ``nar_class_accuracy``...), None where its stages have not run; the text-to-image
+    branch's carry ``t2i_`` (:func:`semtok.pipelines.suite_t2i.collect_t2i`; None for ablation rows / no t2i).
+    ``times``: seconds per stage summed over the chains (``times_per_seed``: each chain's)."""
+    from semtok.pipelines.suite_t2i import T2I_KEYS
+
+    found = [(seed, chain) for seed in seeds if (chain := collect_chain(row_dir / f"seed{seed}", seed))]
+    chains = [chain for _, chain in found]
+    result: dict[str, Any] = {
+        "row": row,
+        "label": LABELS[row],
+        "ablation": ROWS[row][3],
+        "seeds": [seed for seed, _ in found],
+        "chains": len(found),
+    }
+    keys = [
+        *CHAIN_KEYS,
+        *GENERATION_KEYS,
+        *(f"nar_{key}" for key in GENERATION_KEYS),
+        *(f"t2i_{key}" for key in T2I_KEYS),
+    ]
+    for key in keys:
+        result.update(stats([chain.get(key) for chain in chains], key))
+    for key in (
+        "codebook_size",
+        "fid_extractor",
+        "fid_reference",
+        "gfid_reference",
+        "nar_gfid_reference",
+        "t2i_gfid_reference",
+        "t2i_prompts",
+    ):
+        result[key] = next((chain[key] for chain in chains if chain.get(key) is not None), None)
+    times: dict[str, float] = {}
+    for chain in chains:
+        for stage, seconds in chain["times"].items():
+            times[stage] = round(times.get(stage, 0.0) + seconds, 1)
+    result["times"] = times
+    result["times_per_seed"] = [chain["times"] for chain in chains]
+    return result
+
+
+def sweep_dir(out: Path, row: str, budget: Budget, scale: float) -> Path:
+    """A sweep point's chain: ``OUT/sweep/ROW/x{STEPS}`` (STEPS: the scaled tokenizer steps); the multiplier-1 point
+    is the row's seed-0 chain ``OUT/ROW/seed0``."""
+    if scale == 1.0:
+        return chain_dir(out, row, 0)
+    return out / "sweep" / row / f"x{scaled(budget.tokenizer_steps, scale)}"
+
+
+def run_sweep(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool) -> list[dict[str, Any]]:
+    """The budget sweep of ``row`` (one of :data:`SWEEP_ROWS`): for each multiplier of ``budget.sweep`` the seed-0
+    chain with the tokenizer and decoder steps scaled (Cluster: the decoder steps and the k-means iterations), the
+    AR model at its normal budget, its generation metrics under sampling seed 0; no masked model, text-to-image
+    branch or grids. The multiplier-1 point is the row's seed-0 chain (reused, not trained again; run here, AR
+    only, when the main part has not run it yet). Returns :func:`collect_sweep`."""
+    for scale in budget.sweep:
+        run_chain(
+            row, sweep_dir(out, row, budget, scale), budget, judge_dir, progress, 0, ("ar",), False, scale
+        )
+    return collect_sweep(row, out, budget)
+
+
+def collect_sweep(row: str, out: Path, budget: Budget) -> list[dict[str, Any]]:
+    """The sweep points of ``row`` that have results, sorted by tokenizer-side steps: multiplier, steps (tokenizer,
+    decoder, k-means iterations for Cluster; ``tokenizer_side_steps``: tokenizer + decoder training steps, for
+    Cluster the decoder's), ``tokenizer_side_seconds`` (tokenizer + decoder stages of its times.json; None where
+    not recorded), gFID, class accuracy, probe top-1, rFID."""
+    kind = ROWS[row][0]
+    points = []
+    for scale in budget.sweep:
+        folder = sweep_dir(out, row, budget, scale)
+        chain = collect_chain(folder, 0)
+        if not chain:
+            continue
+        tokenizer_steps = None if kind == "cluster" else scaled(budget.tokenizer_steps, scale)
+        decoder_steps = scaled(budget.decoder_steps, scale) if kind in FEATURE_KINDS else None
+        times = chain["times"]
+        seconds = [times[s] for s in ("tokenizer", "decoder") if s in times]
+        points.append(
+            {
+                "multiplier": round(scale, 4),
+                "dir": str(folder.relative_to(out)),
+                "tokenizer_steps": tokenizer_steps,
+                "decoder_steps": decoder_steps,
+                "kmeans_iters": kmeans_iters(scale) if kind == "cluster" else None,
+                "tokenizer_side_steps": (tokenizer_steps or 0) + (decoder_steps or 0),
+                "tokenizer_side_seconds": round(sum(seconds), 1) if "tokenizer" in times else None,
+                "gfid": chain.get("gfid"),
+                "class_accuracy": chain.get("class_accuracy"),
+                "probe_top1": chain.get("probe_top1"),
+                "rfid": chain.get("rfid"),
+            }
+        )
+    return sorted(points, key=lambda p: p["tokenizer_side_steps"])
+
+
+def parse_parts(parts: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
+    """The suite parts to run (a comma list or a sequence of :data:`PARTS`), in :data:`PARTS` order."""
+    names = [p.strip() for p in parts.split(",")] if isinstance(parts, str) else list(parts)
+    unknown = [p for p in names if p not in PARTS]
+    if unknown or not names:
+        raise SemtokError(f"parts: expected a comma list of {list(PARTS)}, got {unknown or names}")
+    return tuple(p for p in PARTS if p in names)
+
+
+def run_suite(
+    suite: str,
+    out: str | Path,
+    rows: list[str] | None = None,
+    progress: bool = False,
+    t2i: bool = True,
+    parts: tuple[str, ...] | list[str] | str = PARTS,
+) -> Path:
+    """Run (or continue) a suite into ``out``; writes results.json, report.md, report.html (and sweep_curves.png
+    when the sweep has points); returns report.md.
+
+    ``parts`` (of :data:`PARTS`, run in this order after the judge): ``main`` (every main row's chains, AR and
+    masked), ``sweep`` (:func:`run_sweep` for the rows of :data:`SWEEP_ROWS`), ``ablation`` (the ablation rows'
+    chains), ``t2i`` (the main rows' text-to-image branch, :mod:`semtok.pipelines.suite_t2i`, every chain).
+    ``t2i=False`` drops the ``t2i`` part. ``rows`` limits every part to those rows. Results of parts not run now
+    but kept in ``out`` from earlier runs are collected and reported too."""
     from semtok.pipelines.machine import machine_info
     from semtok.pipelines.report import write_report
-    from semtok.pipelines.suite_t2i import captioned_judge, t2i_results
+    from semtok.pipelines.suite_t2i import captioned_judge, t2i_pending, t2i_results
     from semtok.training import train
     from semtok.training.judge import JudgeRunConfig
+    from semtok.visual.sweep_curves import plot_sweep
 
     if suite not in SUITES:
         raise SemtokError(f"suite: expected one of {list(SUITES)}, got {suite!r}")
@@ -344,6 +595,7 @@ def run_suite(
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SemtokError(f"rows: unknown {unknown} (known: {list(ROWS)})")
+    parts = tuple(p for p in parse_parts(parts) if t2i or p != "t2i")
     budget = SUITES[suite]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -351,31 +603,93 @@ def run_suite(
     judge_run = out / "judge"
     judge_stage = Stages(out / "_shared")
     judge_config = load_config(JudgeRunConfig, "judge-mnist", [f"train.steps={budget.judge_steps}"])
-    judge_stage.run(
-        "judge",
-        judge_run / "judge" / "model.safetensors",
-        lambda: resume_train(
-            judge_run, lambda resume: train("judge", judge_config, judge_run, resume, progress)
-        ),
-    )
-    main_rows = any(not ROWS[r][3] for r in rows)
-    t2i_judge = captioned_judge(out, budget, judge_stage, progress) if t2i and main_rows else None
-    results = {
+
+    def judge() -> (
+        Path
+    ):  # trained when a chain has work left (a suite kept as JSON files needs no judge model)
+        judge_stage.run(
+            "judge",
+            judge_run / "judge" / "model.safetensors",
+            lambda: resume_train(
+                judge_run, lambda resume: train("judge", judge_config, judge_run, resume, progress)
+            ),
+        )
+        return judge_run
+
+    if not (judge_run / "summary.json").exists():
+        judge()
+    main_rows = [r for r in rows if not ROWS[r][3]]
+    ablation_rows = [r for r in rows if ROWS[r][3]]
+    results: dict[str, Any] = {
         "suite": suite,
         "budget": asdict(budget),
+        "parts": list(parts),
         "machine": machine_info(),
-        "judge": json.loads((judge_run / "summary.json").read_text()),
-        "t2i": t2i_results(t2i_judge),
+        "judge": _summary(judge_run / "summary.json"),
+        "t2i": t2i_results(_kept_judge(out, main_rows)),
         "rows": {},
+        "sweep": {},
     }
-    for row in rows:
-        results["rows"][row] = run_row(row, out, budget, judge_run, progress, t2i_judge)
+
+    def save() -> None:
+        results["rows"] = {
+            r: row for r in rows if (row := collect_row(r, out / r, budget.train_seeds))["chains"]
+        }
+        results["sweep"] = {
+            r: points for r in SWEEP_ROWS if r in rows and (points := collect_sweep(r, out, budget))
+        }
         write_json(out / "results.json", results)
+
+    def row_chains(row: str) -> None:
+        if any(
+            pending_parts(chain_dir(out, row, s), s, tuple(GENERATORS), s == 0) for s in budget.train_seeds
+        ):
+            run_row(row, out, budget, judge(), progress)
+
+    if "main" in parts:
+        for row in main_rows:
+            row_chains(row)
+            save()
+    if "sweep" in parts:
+        for row in (r for r in SWEEP_ROWS if r in rows):
+            if any(pending_parts(sweep_dir(out, row, budget, m), 0, ("ar",), False) for m in budget.sweep):
+                run_sweep(row, out, budget, judge(), progress)
+            save()
+    if "ablation" in parts:
+        for row in ablation_rows:
+            row_chains(row)
+            save()
+    t2i_rows = [r for r in main_rows if "t2i" in parts and t2i_pending(out / r, budget.train_seeds)]
+    if t2i_rows:
+        t2i_judge = captioned_judge(out, budget, judge_stage, progress)
+        results["t2i"] = t2i_results(t2i_judge)
+        for row in t2i_rows:
+            run_row(row, out, budget, judge_run, progress, t2i_judge, chains=False)
+            save()
+    save()
+    if results["sweep"]:
+        plot_sweep(results["sweep"], LABELS, out / "sweep_curves.png")
     results["wall_seconds_this_run"] = round(time.time() - started, 1)
+    sweep_seconds = [
+        sum(_summary(out / p["dir"] / "times.json").values())
+        for points in results["sweep"].values()
+        for p in points
+        if not p["dir"].endswith("seed0")  # the multiplier-1 point is counted with its row
+    ]
     results["stage_seconds_total"] = round(
-        sum(sum(r["times"].values()) for r in results["rows"].values()) + sum(judge_stage.times.values()), 1
+        sum(sum(r["times"].values()) for r in results["rows"].values())
+        + sum(sweep_seconds)
+        + sum(judge_stage.times.values()),
+        1,
     )
     write_json(out / "results.json", results)
     report = write_report(out, results)
     print(f"report: {report.resolve()} (and {report.with_suffix('.html').name})")
     return report
+
+
+def _kept_judge(out: Path, main_rows: list[str]) -> Path | None:
+    """The captioned judge of an earlier run whose text-to-image results are kept (None when none ran, or no main
+    row is asked for)."""
+    judge = out / "judge_captioned"
+    return judge if main_rows and (judge / "summary.json").exists() else None

@@ -1,22 +1,23 @@
 """The bench suite's text-to-image branch: does an image-understanding tokenizer make text-to-image better?
 
 Each main row (VQGAN, FSQ, CVQ-VAE, VQ-KD, Cluster; not the teacher ablation) asks the paper's question a second way,
-under ``ROW/t2i/`` (every stage reused when its output exists, like the rest of the suite):
+in each of its chains, under ``ROW/seed{S}/t2i/`` (training seed S; every stage reused when its output exists):
   tokenizer_run/, decoder_run/   the row's tokenizer (same kind, config, overrides, ``tokenizer_steps``) trained on
                                  ``mnist5k-captioned``; VQ-KD / Cluster also get their pixel decoder on it
   tokens/{train,val}.json        its token files, each with the captions side file
   ar_run/                        the text AR model (``t2i-mnist``: frozen MiniLM-L6 prompt prefix, caption dropout
                                  0.1; ``Budget.t2i_steps`` steps)
-  generation_seed{S}.json        per sampling seed: FID_T2I (samples of the val captions against the val images),
+  generation_seed{S}.json        sampling seed S: FID_T2I (samples of the val captions against the val images),
                                  precision / recall and prompt adherence (digit by ``OUT/judge_captioned``, colour
                                  from the pixels, size from the ink box; on seen and held-out (digit, colour) pairs)
-  samples.png (+ samples.json)   one image per prompt of :data:`PROMPTS`: 8 seen pairs, then 8 held-out ones
-Stage seconds go to ``ROW/times.json`` as ``t2i_*``; the captioned judge's to ``OUT/_shared/times.json``.
+  samples.png (+ samples.json)   seed 0's chain only: one image per prompt of :data:`PROMPTS`: 8 seen pairs, then
+                                 8 held-out ones
+Stage seconds go to ``ROW/seed{S}/times.json`` as ``t2i_*``; the captioned judge's to ``OUT/_shared/times.json``.
 
 Cost: per main row a second tokenizer (and decoder) training and tokenization, a text AR model of ``t2i_steps``
 (1500 in the mnist suite: about 4x the class-conditional AR stage; 40 in quick) and one generation evaluation per
-seed, plus one judge: roughly the time of the class-conditional main rows again. ``run_suite(t2i=False)`` /
-``semtok bench --no-t2i`` skips it (the ``t2i_*`` results are then None).
+training seed, plus one judge: roughly the time of the class-conditional main rows again. ``run_suite(t2i=False)`` /
+``semtok bench --no-t2i`` (or ``--parts`` without ``t2i``) skips it (the ``t2i_*`` results are then None).
 """
 
 from __future__ import annotations
@@ -106,10 +107,36 @@ def captioned_judge(out: Path, budget: Budget, stages: Stages, progress: bool) -
     return run_dir
 
 
-def t2i_stages(row: str, row_dir: Path, stages: Stages, budget: Budget, judge: Path, progress: bool) -> None:
+def chain_t2i_pending(chain: Path, seed: int, grid: bool) -> bool:
+    """Whether the branch of a chain has work left: a metric JSON (generation metrics of sampling seed ``seed``,
+    the text model's summary) missing, or (``grid``) ``samples.png`` missing while the text model is there."""
+    t2i = chain / "t2i"
+    finals = [t2i / f"generation_seed{seed}.json", t2i / "ar_run" / "summary.json"]
+    drawable = (t2i / "ar_run" / "ar" / "model.safetensors").exists() and not (t2i / "samples.png").exists()
+    return not all(p.exists() for p in finals) or (grid and drawable)
+
+
+def t2i_pending(row_dir: Path, seeds: tuple[int, ...]) -> bool:
+    """Whether the branch of any chain ``row_dir/seed{S}`` has work left (:func:`chain_t2i_pending`)."""
+    return any(chain_t2i_pending(row_dir / f"seed{seed}", seed, seed == 0) for seed in seeds)
+
+
+def t2i_stages(
+    row: str,
+    row_dir: Path,
+    stages: Stages,
+    budget: Budget,
+    judge: Path,
+    progress: bool,
+    seed: int = 0,
+    grid: bool = True,
+) -> None:
     """The text-to-image branch of main row ``row`` into ``row_dir/t2i`` (the layout of the module docstring),
     every stage timed by ``stages`` as ``t2i_*`` and skipped when its output exists; ``judge``: the captioned
-    judge run (:func:`captioned_judge`)."""
+    judge run (:func:`captioned_judge`). ``row_dir``: a chain of training seed ``seed`` (every training stage
+    under it, the generation metrics under sampling seed ``seed``); ``grid``: also ``samples.png``. Nothing runs
+    when the branch's metric JSONs (generation metrics, the text model's summary) exist, unless the grid is
+    missing and its model is there."""
     from semtok.generators.sampler import Sampler
     from semtok.generators.sampling import SamplingConfig
     from semtok.pipelines.tokenize import tokenize_dataset
@@ -118,11 +145,13 @@ def t2i_stages(row: str, row_dir: Path, stages: Stages, budget: Budget, judge: P
     from semtok.visual.provenance import write_samples
 
     t2i = row_dir / "t2i"
+    if not chain_t2i_pending(row_dir, seed, grid):
+        return  # kept metrics (and no grid left to draw): no model file needed
     tokenizer_run = t2i / "tokenizer_run"
     stages.run(
         "t2i_tokenizer",
         tokenizer_run / "tokenizer" / "model.safetensors",
-        lambda: train_tokenizer(row, tokenizer_run, budget, progress, CAPTIONED, pixel_loss(row)),
+        lambda: train_tokenizer(row, tokenizer_run, budget, progress, CAPTIONED, pixel_loss(row), seed),
     )
     final = tokenizer_run
     if ROWS[row][0] in FEATURE_KINDS:
@@ -130,7 +159,7 @@ def t2i_stages(row: str, row_dir: Path, stages: Stages, budget: Budget, judge: P
         stages.run(
             "t2i_decoder",
             final / "tokenizer" / "model.safetensors",
-            lambda: train_decoder(tokenizer_run, final, budget, progress, CAPTIONED, NO_PERCEPTUAL),
+            lambda: train_decoder(tokenizer_run, final, budget, progress, CAPTIONED, NO_PERCEPTUAL, seed),
         )
     tokens = t2i / "tokens"
     for split in ("train", "val"):
@@ -150,6 +179,7 @@ def t2i_stages(row: str, row_dir: Path, stages: Stages, budget: Budget, judge: P
             f"data.tokens={tokens / 'train.json'}",
             f"data.val_tokens={tokens / 'val.json'}",
             f"train.steps={budget.t2i_steps}",
+            f"train.seed={seed}",
         ],
     )
     stages.run(
@@ -159,8 +189,10 @@ def t2i_stages(row: str, row_dir: Path, stages: Stages, budget: Budget, judge: P
     )
     sampling = SamplingConfig()
     generation_seed_stages(
-        stages, run_dir, CAPTIONED, judge, budget.seeds, budget.eval_images, progress, t2i, "", "t2i_"
+        stages, run_dir, CAPTIONED, judge, (seed,), budget.eval_images, progress, t2i, "", "t2i_"
     )
+    if not grid:
+        return
     samples = t2i / "samples.png"
     stages.run(
         "t2i_samples",
