@@ -222,3 +222,98 @@ def test_probe_from_token_files_equals_probe_from_images(image_folder, tmp_path)
     from_tokens = probe_token_files(folder, train, val)
     for key in ("val_top1", "train_top1", "weight_decay", "feature_dim", "train_images"):
         assert from_tokens[key] == from_images[key], key
+
+
+# ------------------------------------------------------------------------------------------- the probe inputs
+def tokenize_splits(model: Tokenizer, image_folder: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
+    from semtok.pipelines.tokenize import tokenize_dataset
+
+    folder = model.save_pretrained(tmp_path / model.kind)
+    train, val = (
+        tokenize_dataset(folder, str(image_folder), split, tmp_path / f"{model.kind}-{split}", progress=False)
+        for split in ("train", "val")
+    )
+    return folder, train, val
+
+
+@pytest.mark.parametrize("kind", ["vqkd", "cluster", "fsq"])
+def test_probe_inputs_shapes_and_pooled_unchanged(kind, image_folder, tmp_path):
+    from semtok.data.token_file import read_token_file
+    from semtok.evaluation.probe import (
+        PROBE_INPUTS,
+        pooled_from_token_file,
+        probe_token_files,
+        token_features,
+    )
+
+    model = tiny_tokenizer(kind)
+    folder, train, val = tokenize_splits(model, image_folder, tmp_path)
+    ids = torch.from_numpy(read_token_file(train)[0].astype("int64"))
+    n, (h, w), dim = len(ids), model.grid_size, EXPECTED_DIM[kind]
+    expected = {"pooled": dim, "flat": h * w * dim, "decoded": 112, "histogram": model.num_codes}
+    vectors = model.code_vectors(ids)
+    for name in PROBE_INPUTS:
+        if name == "decoded" and kind == "fsq":
+            continue
+        features, labels = pooled_from_token_file(model, train, inputs=name)
+        assert features.shape == (n, expected[name]) and features.dtype == torch.float32, name
+        assert labels.shape == (n,)
+        if name == "pooled":  # the same numbers as before the inputs: the mean code vector
+            torch.testing.assert_close(features, vectors.mean(dim=(2, 3)), atol=0, rtol=0)
+        elif name == "flat":
+            torch.testing.assert_close(features, vectors.flatten(1), atol=0, rtol=0)
+        elif name == "histogram":
+            torch.testing.assert_close(features.sum(dim=1), torch.ones(n), atol=1e-6, rtol=0)
+            counts = torch.bincount(ids[0].flatten(), minlength=model.num_codes).float() / (h * w)
+            torch.testing.assert_close(features[0], counts, atol=0, rtol=0)
+        else:
+            decoded = model.decode_features(ids).mean(dim=(2, 3))
+            torch.testing.assert_close(features, decoded, atol=1e-6, rtol=0)
+        assert torch.equal(token_features(model, ids[:3], name), features[:3]), (
+            name
+        )  # batching changes nothing
+    result = probe_token_files(folder, train, val, max_iter=10, inputs="histogram")
+    assert result["input"] == "histogram" and result["feature_dim"] == model.num_codes
+    assert result["pooling"] == PROBE_INPUTS["histogram"]
+    again = probe_token_files(folder, train, val, max_iter=10, inputs="histogram")
+    assert (
+        again["val_top1"] == result["val_top1"] and again["val_loss"] == result["val_loss"]
+    )  # deterministic
+
+
+def test_pooled_input_is_the_default_protocol(image_folder, tmp_path):
+    from semtok.evaluation.probe import probe_token_files
+
+    folder, train, val = tokenize_splits(tiny_tokenizer("vqkd"), image_folder, tmp_path)
+    default = probe_token_files(folder, train, val, max_iter=10)
+    pooled = probe_token_files(folder, train, val, max_iter=10, inputs="pooled")
+    assert default["input"] == "pooled" and default["feature_dim"] == 8
+    assert default["pooling"] == "mean of code vectors over the token grid"
+    for key in ("val_top1", "train_top1", "val_loss", "weight_decay", "weight_decay_search"):
+        assert default[key] == pooled[key], key
+    flat = probe_token_files(folder, train, val, max_iter=10, inputs="flat")
+    assert flat["input"] == "flat" and flat["feature_dim"] == 4 * 4 * 8  # 4x4 grid (patch 8), 8-d codes
+
+
+def test_decoded_input_needs_a_feature_tokenizer(image_folder, tmp_path, capsys):
+    from semtok.evaluation.probe import probe_token_files
+
+    folder, train, val = tokenize_splits(tiny_tokenizer("fsq"), image_folder, tmp_path)
+    with pytest.raises(SemtokError, match="probe input 'decoded'.*'fsq'"):
+        probe_token_files(folder, train, val, inputs="decoded")
+    with pytest.raises(SemtokError, match="probe input: expected one of pooled, flat, decoded, histogram"):
+        probe_token_files(folder, train, val, inputs="mean")
+    args = ["probe", str(folder), "--data", str(image_folder), "--input", "decoded", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'decoded'" in err[0] and "Traceback" not in err[0]
+
+
+def test_cli_probe_input_writes_its_own_json(image_folder, tmp_path):
+    run = tmp_path / "run"
+    tiny_tokenizer("vqkd").save_pretrained(run / "tokenizer")
+    args = ["probe", str(run), "--data", str(image_folder), "--batch-size", "8", "--max-iter", "10"]
+    assert main([*args, "--input", "decoded", "--no-progress"]) == 0
+    written = json.loads((run / "probe_val_decoded.json").read_text())
+    assert written["input"] == "decoded" and written["feature_dim"] == 112
+    assert not (run / "probe_val.json").exists()

@@ -72,7 +72,19 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     probe.add_argument("--batch-size", type=int, default=128, help="images per encoding batch")
     probe.add_argument("--max-iter", type=int, default=500, help="L-BFGS iterations per fit (default 500)")
     probe.add_argument("--seed", type=int, default=0, help="seed of the train hold-out split (default 0)")
-    probe.add_argument("--out", help="JSON file (default: probe_val.json beside the tokenizer)")
+    probe.add_argument(
+        "--input",
+        dest="probe_input",
+        choices=("pooled", "flat", "decoded", "histogram"),
+        default="pooled",
+        help="features of each image's tokens: pooled (mean code vector, default), flat (every cell's code "
+        "vector), decoded (mean of the decoded teacher-space features; vqkd / cluster only), histogram "
+        "(share of each code)",
+    )
+    probe.add_argument(
+        "--out",
+        help="JSON file (default: probe_val.json beside the tokenizer; probe_val_INPUT.json for --input)",
+    )
     probe.add_argument("--no-progress", action="store_true")
 
 
@@ -217,8 +229,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         args.seed,
         progress=not args.no_progress,
         labels=labels,
+        inputs=args.probe_input,
     )
-    out = Path(args.out) if args.out else resolve_model_dir(args.path, "tokenizer").parent / "probe_val.json"
+    name = "probe_val.json" if args.probe_input == "pooled" else f"probe_val_{args.probe_input}.json"
+    out = Path(args.out) if args.out else resolve_model_dir(args.path, "tokenizer").parent / name
     out.parent.mkdir(parents=True, exist_ok=True)
     print(format_table(results))
     print(f"results: {write_json(results, out)}")

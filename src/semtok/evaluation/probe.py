@@ -6,6 +6,14 @@ it stands for (:meth:`~semtok.tokenizers.base.Tokenizer.code_vectors`), mean-poo
 (full-batch L-BFGS in float64 from zeros, so the result is deterministic). The L2 penalty is picked from
 :data:`WEIGHT_DECAYS` by top-1 on a seeded, class-stratified 10 % of the train split (never on val); the
 classifier is then refit on the whole train split and scored on val.
+
+The mean-pooled code vectors are the default *probe input*; :data:`PROBE_INPUTS` names the others (the same ids,
+other features): ``flat`` (the code vectors of every grid cell, ``[h * w * D]``), ``decoded`` (mean-pooled
+``decode_features(ids)``, the tokenizer's reconstruction in teacher space; feature tokenizers only) and
+``histogram`` (the bag of codes: each code's share of the grid, ``[num_codes]``). A tokenizer whose codes are
+small unit vectors (VQ-KD's 32-d cosine codebook) loses most of its class information to mean pooling, one whose
+codes are teacher-space centroids (Cluster) much less: compare tokenizers on the same input, and report it (every
+result records its ``input``).
 """
 
 from __future__ import annotations
@@ -28,27 +36,68 @@ from semtok.tokenizers.base import Tokenizer
 WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 """Candidate L2 penalties (on ``mean cross-entropy + wd / 2 * ||W||^2``) searched on the train hold-out."""
 
+PROBE_INPUTS: dict[str, str] = {
+    "pooled": "mean of code vectors over the token grid",
+    "flat": "code vectors of every grid cell, flattened ([D, h, w] -> h*w*D)",
+    "decoded": "mean of decode_features(ids) (teacher-space reconstruction) over the token grid",
+    "histogram": "bag of codes: each code's share of the grid's tokens ([num_codes])",
+}
+"""The probe's inputs (features of an image's token ids) and how each is built (recorded as ``pooling``)."""
+
+
+def check_probe_input(tokenizer: Tokenizer, inputs: str) -> None:
+    """Raise a one-line SemtokError unless ``inputs`` is a key of :data:`PROBE_INPUTS` this tokenizer has."""
+    if inputs not in PROBE_INPUTS:
+        raise SemtokError(f"probe input: expected one of {', '.join(PROBE_INPUTS)}, got {inputs!r}")
+    if inputs == "decoded" and not callable(getattr(tokenizer, "decode_features", None)):
+        raise SemtokError(
+            f"probe input 'decoded' needs a feature tokenizer (vqkd, cluster) with decode_features; "
+            f"a {tokenizer.kind!r} tokenizer has none (use pooled, flat or histogram)"
+        )
+
+
+def token_features(tokenizer: Tokenizer, ids_BHW: torch.Tensor, inputs: str = "pooled") -> torch.Tensor:
+    """The probe's features ``[B, F]`` float32 of token ids ``[B, h, w]`` (``inputs``: see :data:`PROBE_INPUTS`;
+    F = D for pooled, h*w*D for flat, the teacher dim for decoded, num_codes for histogram)."""
+    check_probe_input(tokenizer, inputs)
+    if inputs == "histogram":
+        ids_BN = ids_BHW.reshape(len(ids_BHW), -1).long()
+        counts = torch.zeros(len(ids_BN), tokenizer.num_codes, dtype=torch.float32, device=ids_BN.device)
+        counts.scatter_add_(1, ids_BN, torch.ones(ids_BN.shape, dtype=torch.float32, device=ids_BN.device))
+        return (counts / max(ids_BN.shape[1], 1)).cpu()
+    if inputs == "decoded":
+        return tokenizer.decode_features(ids_BHW).float().mean(dim=(2, 3)).cpu()
+    vectors = tokenizer.code_vectors(ids_BHW).float()
+    return (vectors.mean(dim=(2, 3)) if inputs == "pooled" else vectors.flatten(1)).cpu()
+
 
 @torch.no_grad()
 def pooled_code_vectors(
-    tokenizer: Tokenizer, dataset: Any, batch_size: int = 128, progress: bool = False, desc: str = "encode"
+    tokenizer: Tokenizer,
+    dataset: Any,
+    batch_size: int = 128,
+    progress: bool = False,
+    desc: str = "encode",
+    inputs: str = "pooled",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode a data set and mean-pool its code vectors over the token grid.
+    """Encode a data set and mean-pool its code vectors over the token grid (or another probe input).
 
     Args:
         tokenizer: any tokenizer (eval mode; nothing in it changes).
         dataset: items ``(image [3, H, W] float in [-1, 1], label int)``, read in index order.
+        inputs: a key of :data:`PROBE_INPUTS` (see :func:`token_features`).
 
     Returns:
-        ``features_ND`` float32 ``[N, D]`` (D = the tokenizer's code dimension) and ``labels_N`` int64 (-1 for
-        unlabeled items).
+        ``features_NF`` float32 ``[N, F]`` (pooled: F = the tokenizer's code dimension) and ``labels_N`` int64
+        (-1 for unlabeled items).
     """
     if batch_size < 1:
         raise SemtokError(f"batch_size: expected an int >= 1, got {batch_size}")
+    check_probe_input(tokenizer, inputs)
     features, labels = [], []
     for images, batch_labels in iterate_batches(dataset, batch_size, progress, desc):
         ids_BHW = tokenizer.encode(images)
-        features.append(tokenizer.code_vectors(ids_BHW).float().mean(dim=(2, 3)).cpu())
+        features.append(token_features(tokenizer, ids_BHW, inputs))
         labels.append(batch_labels.long())
     if not features:
         raise SemtokError(f"{desc}: the data set has no images")
@@ -227,9 +276,10 @@ def _describe_probe(
     train_x: torch.Tensor,
     train_y: torch.Tensor,
     val_y: torch.Tensor,
+    inputs: str = "pooled",
 ) -> dict[str, Any]:
     """The first entries of a probe's results: the tokenizer, ``source`` (what was probed), the split sizes,
-    the feature shape and the pooling and classifier used."""
+    the probe input, the feature shape and the pooling and classifier used."""
     return {
         "tokenizer": str(tokenizer_dir),
         "kind": tokenizer.kind,
@@ -237,8 +287,9 @@ def _describe_probe(
         "train_images": len(train_y),
         "val_images": len(val_y),
         "grid": list(tokenizer.grid_size),
+        "input": inputs,
         "feature_dim": int(train_x.shape[1]),
-        "pooling": "mean of code vectors over the token grid",
+        "pooling": PROBE_INPUTS[inputs],
         "classifier": "multinomial logistic regression, L-BFGS (fp64), standardised features",
     }
 
@@ -252,17 +303,19 @@ def linear_probe(
     progress: bool = True,
     weight_decays: Sequence[float] = WEIGHT_DECAYS,
     labels: str = "auto",
+    inputs: str = "pooled",
 ) -> dict[str, Any]:
     """Linear-probe top-1 of the tokenizer at ``path`` (a run folder or tokenizer folder) on ``data``.
 
     Encodes the train and val splits of ``data`` ("mnist5k" or a labelled image folder; no augmentation) at
     the tokenizer's ``image_size``, mean-pools the code vectors over the grid and fits the probe (see the
     module docstring and :func:`probe_features`). ``max_iter``: L-BFGS iterations per fit; ``seed``: the
-    hold-out split; ``labels``: "auto" or "folders" (an image folder's reading; "none" has no labels to probe).
+    hold-out split; ``labels``: "auto" or "folders" (an image folder's reading; "none" has no labels to probe);
+    ``inputs``: the probe input (a key of :data:`PROBE_INPUTS`; "pooled" is the protocol above).
 
     Returns:
         a JSON-ready dict: ``tokenizer``, ``kind``, ``data``, ``train_images``, ``val_images``, ``grid``,
-        ``feature_dim`` (D), the entries of :func:`probe_features` (``val_top1`` and ``train_top1`` in
+        ``input``, ``feature_dim`` (D), the entries of :func:`probe_features` (``val_top1`` and ``train_top1`` in
         [0, 1], ...) and ``encode_seconds`` / ``seconds`` (wall clock, encoding included).
 
     Raises:
@@ -273,6 +326,7 @@ def linear_probe(
     start = time.perf_counter()
     tokenizer_dir = resolve_model_dir(path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
+    check_probe_input(tokenizer, inputs)
     image_size = tokenizer.config.image_size
     splits = {}
     for split in ("train", "val"):
@@ -280,7 +334,7 @@ def linear_probe(
         _check_labels(dataset, data, split)
         splits[split] = dataset
     encoded = {
-        split: pooled_code_vectors(tokenizer, dataset, batch_size, progress, f"probe: encode {split}")
+        split: pooled_code_vectors(tokenizer, dataset, batch_size, progress, f"probe: encode {split}", inputs)
         for split, dataset in splits.items()
     }
     for split, (_, labels) in encoded.items():
@@ -291,7 +345,7 @@ def linear_probe(
     encode_seconds = time.perf_counter() - start
     (train_x, train_y), (val_x, val_y) = encoded["train"], encoded["val"]
     num_classes = getattr(splits["train"], "num_classes", 0) or None
-    results = _describe_probe(tokenizer_dir, tokenizer, {"data": data}, train_x, train_y, val_y)
+    results = _describe_probe(tokenizer_dir, tokenizer, {"data": data}, train_x, train_y, val_y, inputs)
     results.update(probe_features(train_x, train_y, val_x, val_y, num_classes, weight_decays, seed, max_iter))
     results["encode_seconds"] = encode_seconds
     results["seconds"] = time.perf_counter() - start
@@ -299,9 +353,10 @@ def linear_probe(
 
 
 def pooled_from_token_file(
-    tokenizer: Tokenizer, path: str | Path, batch_size: int = 512
+    tokenizer: Tokenizer, path: str | Path, batch_size: int = 512, inputs: str = "pooled"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean-pooled code vectors ``[N, D]`` float32 and labels ``[N]`` of a token file written by this tokenizer."""
+    """Mean-pooled code vectors ``[N, D]`` float32 (or another probe input's features, see
+    :func:`token_features`) and labels ``[N]`` of a token file written by this tokenizer."""
     from semtok.data.token_file import read_token_file
 
     ids, labels, manifest = read_token_file(path)
@@ -313,34 +368,41 @@ def pooled_from_token_file(
     with torch.inference_mode():
         for start in range(0, ids.shape[0], batch_size):
             chunk = torch.from_numpy(ids[start : start + batch_size].astype("int64"))
-            features.append(tokenizer.code_vectors(chunk).float().mean(dim=(2, 3)))
+            features.append(token_features(tokenizer, chunk, inputs))
     return torch.cat(features), torch.from_numpy(labels.astype("int64"))
 
 
 def probe_token_files(
-    path: str | Path, train_tokens: str | Path, val_tokens: str | Path, max_iter: int = 500, seed: int = 0
+    path: str | Path,
+    train_tokens: str | Path,
+    val_tokens: str | Path,
+    max_iter: int = 500,
+    seed: int = 0,
+    inputs: str = "pooled",
 ) -> dict[str, Any]:
     """:func:`linear_probe` on already tokenized splits (``semtok tokenize`` files of the tokenizer at ``path``):
     the same features without encoding the images again. Token files with several augmented views are not
-    the probe's protocol (one unaugmented view per image): refused."""
+    the probe's protocol (one unaugmented view per image): refused. ``inputs``: the probe input (a key of
+    :data:`PROBE_INPUTS`, recorded as ``input``; "decoded" needs a feature tokenizer)."""
     from semtok.data.token_file import read_token_file
 
     start = time.perf_counter()
     tokenizer_dir = resolve_model_dir(path, "tokenizer")
     tokenizer = Tokenizer.from_pretrained(tokenizer_dir)
+    check_probe_input(tokenizer, inputs)
     for tokens in (train_tokens, val_tokens):
         data = read_token_file(tokens)[2].get("data", {})
         if data.get("augment", "none") != "none" or int(data.get("views", 1)) != 1:
             raise SemtokError(f"token file '{tokens}': the probe needs one unaugmented view per image")
     (train_x, train_y), (val_x, val_y) = (
-        pooled_from_token_file(tokenizer, t) for t in (train_tokens, val_tokens)
+        pooled_from_token_file(tokenizer, t, inputs=inputs) for t in (train_tokens, val_tokens)
     )
     if int(train_y.min()) < 0 or int(val_y.min()) < 0:
         raise SemtokError(
             f"token files '{train_tokens}' / '{val_tokens}' have unlabeled images: the probe needs labels"
         )
     tokens = {"tokens": [str(train_tokens), str(val_tokens)]}
-    results = _describe_probe(tokenizer_dir, tokenizer, tokens, train_x, train_y, val_y)
+    results = _describe_probe(tokenizer_dir, tokenizer, tokens, train_x, train_y, val_y, inputs)
     results.update(probe_features(train_x, train_y, val_x, val_y, None, WEIGHT_DECAYS, seed, max_iter))
     results["seconds"] = time.perf_counter() - start
     return results
