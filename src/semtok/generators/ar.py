@@ -27,6 +27,7 @@ from torch import nn
 from semtok.errors import SemtokError
 from semtok.generators.conditioning import ConditionedModel, TextPrefix, init_transformer_weights
 from semtok.hub.pretrained import PretrainedModel
+from semtok.nn.attention import attention
 
 # name -> (depth, width, heads); "medium" is the paper's 24 x 1024 x 16, the others follow LlamaGen's ladder.
 AR_SIZES: dict[str, tuple[int, int, int]] = {
@@ -180,9 +181,7 @@ class Attention(nn.Module):
             cos, sin = rope
             q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if cache is None:
-            out = F.scaled_dot_product_attention(
-                q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
-            )
+            out = attention(q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0)
         else:
             if length > 1 and pos > 0:
                 raise SemtokError("KV cache: several new tokens are only supported from position 0")

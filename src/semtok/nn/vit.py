@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semtok.nn.attention import attention
+
 VIT_SIZES: dict[str, tuple[int, int, int]] = {
     # name: (width, depth, heads)
     "tiny": (192, 12, 3),
@@ -36,7 +38,7 @@ class Attention(nn.Module):
     def forward(self, x_BNW: torch.Tensor) -> torch.Tensor:
         B, N, W = x_BNW.shape
         qkv = self.qkv(x_BNW).view(B, N, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        out = attention(qkv[0], qkv[1], qkv[2])
         return self.proj(out.transpose(1, 2).reshape(B, N, W))
 
 

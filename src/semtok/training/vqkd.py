@@ -78,7 +78,8 @@ class VQKDStage(Stage):
             size_gb = len(train_set) * self.teacher.feature_dim * grid_hw[0] * grid_hw[1] * 4 / 1e9
             if size_gb <= train.max_cache_gb:
                 show = engine.is_main and engine.show_progress
-                self.cache = cache_targets(self.teacher, train_set, grid_hw, 256, engine.device, show)
+                with engine.accelerator.autocast():  # the student's precision, as the uncached path
+                    self.cache = cache_targets(self.teacher, train_set, grid_hw, 256, engine.device, show)
         if self.cache is not None:
             self.cache_note = "cached (no random augmentation)"
         elif streamed:
