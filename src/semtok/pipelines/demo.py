@@ -229,6 +229,7 @@ def write_report(
         f"reference: {generation.get('fid_reference', recon.get('fid_reference'))}.",
         f"Stage times this run (s): {json.dumps(timings) if timings else 'all stages reused'}.",
         "",
+        *suite_comparison(out, recon, generation),
         "## Reconstructions (rows: val originals, then their reconstructions)",
         "",
         f"![reconstructions]({recon_grid.relative_to(out)})",
@@ -241,3 +242,52 @@ def write_report(
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _steps(run: Path) -> str:
+    try:
+        return str(json.loads((run / "summary.json").read_text())["steps"])
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
+def _mean_std(row: dict[str, Any], key: str, digits: int) -> str:
+    value, spread = row.get(key), row.get(f"{key}_std")
+    if value is None:
+        return "n/a"
+    return f"{value:.{digits}f}" + (f" ± {spread:.{digits}f}" if spread else "")
+
+
+def suite_comparison(out: Path, recon: dict[str, Any], generation: dict[str, Any]) -> list[str]:
+    """Report lines: this demo's rFID / gFID / class accuracy beside the bench suite's shipped main table
+    (:mod:`semtok.pipelines.suite_reference`), with the budgets of both, so a newcomer sees where VQ-KD stands."""
+    from semtok.pipelines.suite_reference import load_reference
+
+    reference = load_reference()
+    lines = ["## Where this run stands: the bench suite's table", ""]
+    if reference is None:
+        return [*lines, "The suite's reference table is not installed with this copy of semtok.", ""]
+    budget = reference.get("budget") or {}
+    suite_budget = "/".join(str(budget.get(k, "?")) for k in ("tokenizer_steps", "decoder_steps", "ar_steps"))
+    demo_budget = "/".join(_steps(out / name) for name in ("vqkd", "decoder", "ar"))
+    lines += [
+        "| tokenizer | steps (tokenizer / pixel decoder / AR) | rFID | probe top-1 | gFID (AR) | class acc. (AR) |",
+        "|---|---|---:|---:|---:|---:|",
+        f"| **this demo: VQ-KD (EfficientNet-Lite0)** | {demo_budget} | {_value(recon, 'rfid', 2)} | n/a | "
+        f"**{_value(generation, 'gfid', 2)}** | **{_value(generation, 'class_accuracy')}** |",
+    ]
+    for row in reference.get("rows", []):
+        lines.append(
+            f"| {row.get('label', row.get('row'))} | {suite_budget} | {_mean_std(row, 'rfid', 2)} | "
+            f"{_mean_std(row, 'probe_top1', 3)} | {_mean_std(row, 'gfid', 2)} | "
+            f"{_mean_std(row, 'class_accuracy', 3)} |"
+        )
+    lines += [
+        "",
+        f"Suite rows: {reference.get('source', 'the bench suite')}. Same data, judge protocol and FID reference "
+        "(500 samples, one per val label, against the 500 val images); the demo trains longer (its budget above), "
+        "so compare its VQ-KD row with the suite's VQ-KD row as a budget effect, and the suite's rows with each "
+        "other as the paper's comparison (`make bench`, `benchmarks/RESULTS.md`).",
+        "",
+    ]
+    return lines
