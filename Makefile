@@ -35,6 +35,8 @@ bench: install
 	$(PYTHON) benchmarks/bench_folder_scan.py
 	$(PYTHON) benchmarks/bench_throughput.py
 	$(PYTHON) benchmarks/bench_distributed.py
+	$(PYTHON) benchmarks/bench_train_steps.py --before d976049
+	$(PYTHON) benchmarks/bench_probe_gap.py --out runs/bench/probe-gap
 
 format: install
 	$(PYTHON) -m ruff format src tests benchmarks

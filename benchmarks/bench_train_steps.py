@@ -1,6 +1,6 @@
 """Training steps/s of every stage on the embedded default, before vs after a change, in one run.
 
-    python benchmarks/bench_train_steps.py --before REV [--steps 40] [--warmup 8] [--out benchmarks/results_train_steps.json]
+    python benchmarks/bench_train_steps.py --before REV [--steps 30] [--warmup 6] [--out benchmarks/results_train_steps.json]
 
 Each (source tree, stage) runs in its own subprocess with that tree on ``PYTHONPATH``: the ``REV`` tree is a
 ``git worktree`` of the revision checked out into a temporary folder, the "after" tree is this checkout. Stages,
@@ -103,8 +103,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--before", required=True, help="git revision of the 'before' code")
-    parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=6)
     parser.add_argument("--stages", default=",".join(STAGES))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results_train_steps.json"))
     args = parser.parse_args()
