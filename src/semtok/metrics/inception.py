@@ -218,8 +218,8 @@ class InceptionFeatures:
                 features, chunk_logits = self.model(chunk)
                 if logits:
                     logs.append(chunk_logits.reshape(chunk.shape[0], LOGITS_DIM).double().cpu().numpy())
-            else:  # channels-last: 1.35x faster on CPU (oneDNN), features equal to 4e-6
-                features = self.model(self.preprocess(chunk).contiguous(memory_format=torch.channels_last))
+            else:
+                features = self.model(self.preprocess(chunk))
             feats.append(features.reshape(chunk.shape[0], FEATURE_DIM).double().cpu().numpy())
         features_out = np.concatenate(feats) if feats else np.zeros((0, FEATURE_DIM), dtype=np.float64)
         if not logits:

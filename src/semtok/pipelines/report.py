@@ -8,31 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
-Block = tuple[str, Any]  # ("h2", text) | ("p", text) | ("table", (header, rows)) | ("img", (path, caption))
-
+from semtok.pipelines.report_blocks import Block, fmt, mean_std  # noqa: F401 - report_t2i reads them here
+from semtok.pipelines.report_sweep import sweep_blocks, sweep_table  # noqa: F401
+from semtok.visual.image_rows import side_by_side, stack_images
 
 DECODING_LABELS = (0, 2, 4, 6, 8)  # the masked-decoding picture's classes (modulo the model's), seed 0
 NO_MODELS = "Not run yet, or not in this folder (no model files: the suite was kept as its metric files)."
 GENERATION_COLUMNS = (("gfid", 2), ("precision", 3), ("recall", 3), ("class_accuracy", 3))
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A table cell: floats to ``digits`` places, None as a dash."""
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def mean_std(row: dict[str, Any], key: str, digits: int) -> str:
-    """``row[key]`` ± ``row[key_std]`` (the mean and spread over seeds) as a table cell; a dash where absent."""
-    mean, std = row.get(key), row.get(f"{key}_std")
-    if mean is None:
-        return "–"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
 
 
 def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -84,68 +67,6 @@ def results_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def sweep_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """One line per sweep point: row, multiplier, tokenizer-side steps and seconds, rFID, probe, gFID, class acc."""
-    header = [
-        "tokenizer",
-        "multiplier",
-        "tokenizer-side steps",
-        "tokenizer-side seconds",
-        "rFID",
-        "probe top-1",
-        "FID_AR",
-        "class acc. (AR)",
-    ]
-    from semtok.pipelines.suite import LABELS
-
-    labels = {name: row.get("label", name) for name, row in results.get("rows", {}).items()}
-    rows = []
-    for name, points in (results.get("sweep") or {}).items():
-        for point in points:
-            steps = fmt(point.get("tokenizer_side_steps"))
-            if point.get("kmeans_iters") is not None:
-                steps += f" (+ {point['kmeans_iters']} k-means iterations)"
-            rows.append(
-                [
-                    labels.get(name, LABELS.get(name, name)),
-                    f"{point['multiplier']:.2f}",
-                    steps,
-                    fmt(point.get("tokenizer_side_seconds"), 1),
-                    fmt(point.get("rfid"), 2),
-                    fmt(point.get("probe_top1")),
-                    fmt(point.get("gfid"), 2),
-                    fmt(point.get("class_accuracy")),
-                ]
-            )
-    return header, rows
-
-
-def sweep_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
-    """The budget-sweep section: the table and the curves picture (``OUT/sweep_curves.png``), or "not run yet"."""
-    blocks: list[Block] = [("h2", "Budget sweep: generation against the tokenizer-side budget")]
-    sweep = results.get("sweep") or {}
-    if not any(sweep.values()):
-        return blocks + [("p", "Not run yet (semtok bench --parts sweep).")]
-    multipliers = ", ".join(f"{m:.2f}" for m in results.get("budget", {}).get("sweep", ()))
-    blocks += [
-        ("table", sweep_table(results)),
-        (
-            "p",
-            "Each point: the seed-0 chain of the row with the tokenizer-side budget scaled by the multiplier "
-            f"({multipliers}): tokenizer and pixel-decoder steps (Cluster, which is a k-means build: the decoder "
-            "steps and the k-means iterations), then the AR model at its normal budget and its generation metrics "
-            "(sampling seed 0). Tokenizer-side steps: tokenizer + decoder training steps; seconds: those stages' "
-            "wall time on this machine. The multiplier-1 point is the main table's seed-0 chain.",
-        ),
-    ]
-    curves = out / "sweep_curves.png"
-    if curves.exists():
-        blocks.append(
-            ("img", (curves, "gFID and class accuracy (AR) against tokenizer-side steps and seconds"))
-        )
-    return blocks
-
-
 def stage_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Seconds per stage of each row, summed over its chains."""
     stages = sorted({name for row in results["rows"].values() for name in row["times"]})
@@ -154,34 +75,6 @@ def stage_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         [row["label"], *(fmt(row["times"].get(s), 1) for s in stages)] for row in results["rows"].values()
     ]
     return header, rows
-
-
-def stack_images(paths: list[Path], out: Path) -> Path:
-    """Stack PNGs vertically (same width) into one image."""
-    images = [Image.open(p).convert("RGB") for p in paths]
-    width = max(i.width for i in images)
-    canvas = Image.new("RGB", (width, sum(i.height for i in images)), "white")
-    top = 0
-    for image in images:
-        canvas.paste(image, (0, top))
-        top += image.height
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
-    return out
-
-
-def side_by_side(paths: list[Path], out: Path, gap: int = 12) -> Path:
-    """Put PNGs next to each other (tops aligned, ``gap`` white pixels between) into one image."""
-    images = [Image.open(p).convert("RGB") for p in paths]
-    width = sum(i.width for i in images) + gap * (len(images) - 1)
-    canvas = Image.new("RGB", (width, max(i.height for i in images)), "white")
-    left = 0
-    for image in images:
-        canvas.paste(image, (left, 0))
-        left += image.width + gap
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
-    return out
 
 
 def seed0(out: Path, name: str) -> Path:

@@ -40,10 +40,8 @@ metric JSONs all exist needs no model file at all: its training stages are skipp
 
 from __future__ import annotations
 
-import json
-import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -52,160 +50,31 @@ import torch
 from semtok.config import load_config
 from semtok.errors import SemtokError
 from semtok.pipelines.stages import Stages, generation_seed_stages, resume_train, write_json
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Equal budgets for every row; ``eval_images``: val images for every metric (None = all 500).
-
-    ``ar_steps`` / ``nar_steps``: the two proposal networks (same size, equal steps: they compare at equal cost);
-    ``t2i_steps``: the text AR model of the text-to-image branch (it learns the captions' attributes too);
-    ``train_seeds``: one chain per seed (every training stage and the sampling of its metrics under that seed);
-    ``sweep``: the budget sweep's multipliers of the tokenizer-side budget (tokenizer and decoder steps; for
-    Cluster the decoder steps and the k-means iterations)."""
-
-    tokenizer_steps: int
-    decoder_steps: int
-    ar_steps: int
-    nar_steps: int
-    judge_steps: int
-    train_seeds: tuple[int, ...]
-    eval_images: int | None
-    t2i_steps: int
-    sweep: tuple[float, ...]
-
-
-SUITES: dict[str, Budget] = {
-    "mnist": Budget(300, 300, 400, 400, 700, (0, 1, 2), None, t2i_steps=1500, sweep=(1 / 3, 1.0, 10 / 3)),
-    "quick": Budget(30, 30, 40, 40, 100, (0,), 64, t2i_steps=40, sweep=(0.5, 1.0)),
-}
-PARTS = ("main", "ablation", "sweep", "t2i")
-SWEEP_ROWS = ("vqgan", "vqkd", "cluster")
-
-# name -> (kind, config, overrides, ablation)
-ROWS: dict[str, tuple[str, str, tuple[str, ...], bool]] = {
-    "vqgan": ("vqgan", "vqgan-mnist", (), False),
-    "fsq": ("fsq", "fsq-mnist", (), False),
-    "cvq": ("cvq", "cvq-mnist", (), False),
-    "vqkd": ("vqkd", "vqkd-mnist", (), False),
-    "cluster": ("cluster", "cluster-mnist", (), False),
-    "vqkd-lite2": ("vqkd", "vqkd-mnist", ("model.teacher.name=effnet-lite2",), True),
-    "vqkd-random": ("vqkd", "vqkd-mnist", ("model.teacher.random_init=true",), True),
-}
-LABELS = {
-    "vqgan": "VQGAN",
-    "fsq": "FSQ",
-    "cvq": "CVQ-VAE",
-    "vqkd": "VQ-KD (EfficientNet-Lite0)",
-    "cluster": "Cluster (EfficientNet-Lite0, k-means)",
-    "vqkd-lite2": "VQ-KD (EfficientNet-Lite2)",
-    "vqkd-random": "VQ-KD (random-init Lite0)",
-}
-# tokenizer kinds whose pixels come from a separately trained pixel decoder
-FEATURE_KINDS = ("vqkd", "cluster")
-SAMPLES_PER_CLASS = 8
-# proposal-network family (its `train` stage and run folder CHAIN/{family}_run) -> (config, prefix of its outputs)
-GENERATORS: dict[str, tuple[str, str]] = {"ar": ("ar-mnist", ""), "nar": ("nar-mnist", "nar_")}
-# metrics of a chain aggregated over the chains (mean, _std, _per_seed), besides the generation / t2i ones
-CHAIN_KEYS = (
-    "usage",
-    "perplexity",
-    "rfid",
-    "psnr",
-    "ssim",
-    "teacher_cosine",
-    "probe_top1",
-    "ar_val_nll",
-    "nar_val_masked_nll",
-    "t2i_val_nll",
+from semtok.pipelines.suite_collect import (  # noqa: F401 - the suite's public names
+    _summary,
+    collect_chain,
+    collect_row,
+    generation_stats,
+    stats,
 )
-GENERATION_KEYS = ("gfid", "precision", "recall", "class_accuracy")
-
-
-def scaled(steps: int, scale: float) -> int:
-    """``steps`` times a sweep multiplier, rounded, at least 1."""
-    return max(1, round(steps * scale))
-
-
-def kmeans_iters(scale: float, overrides: list[str] | None = None) -> int:
-    """The Cluster build's k-means iterations (``cluster-mnist``'s, with ``overrides``) times a sweep multiplier."""
-    from semtok.tokenizers.cluster_build import ClusterRunConfig
-
-    return scaled(load_config(ClusterRunConfig, "cluster-mnist", overrides or []).model.kmeans_iters, scale)
-
-
-def train_tokenizer(
-    row: str,
-    run_dir: Path,
-    budget: Budget,
-    progress: bool,
-    dataset: str = "mnist5k",
-    extra: tuple[str, ...] = (),
-    seed: int = 0,
-    scale: float = 1.0,
-) -> None:
-    """The row's tokenizer stage into ``run_dir`` (``run_dir/tokenizer`` afterwards), trained on ``dataset``
-    (``extra``: more overrides) under training seed ``seed`` (the Cluster build: ``build.seed``, its image subset,
-    k-means initialisation and re-seeding); ``scale``: a sweep multiplier of the tokenizer steps (the Cluster
-    build, which has no steps: of its k-means iterations)."""
-    kind, config_name, overrides, _ = ROWS[row]
-    overrides = (f"data.dataset={dataset}", *overrides, *extra)
-    steps = [f"train.steps={scaled(budget.tokenizer_steps, scale)}", f"train.seed={seed}"]
-    if kind == "vqkd":
-        from semtok.training import train
-        from semtok.training.vqkd import VQKDRunConfig
-
-        config = load_config(VQKDRunConfig, config_name, [*steps, *overrides])
-        resume_train(run_dir, lambda resume: train("vqkd", config, run_dir, resume, progress))
-    elif kind == "cluster":
-        from semtok.tokenizers.cluster_build import ClusterRunConfig, build_cluster_tokenizer
-
-        overrides = ("build.keep_features=false", f"build.seed={seed}", *overrides)
-        if scale != 1.0:
-            overrides = (*overrides, f"model.kmeans_iters={kmeans_iters(scale, list(overrides))}")
-        build_cluster_tokenizer(
-            load_config(ClusterRunConfig, config_name, list(overrides)), run_dir, progress
-        )
-    else:
-        from semtok.training import train
-        from semtok.training.pixel import RUN_CONFIGS
-
-        config = load_config(RUN_CONFIGS[kind], config_name, [*steps, *overrides])
-        resume_train(run_dir, lambda resume: train(kind, config, run_dir, resume, progress))
-
-
-def train_decoder(
-    tokenizer_run: Path,
-    run_dir: Path,
-    budget: Budget,
-    progress: bool,
-    dataset: str = "mnist5k",
-    extra: tuple[str, ...] = (),
-    seed: int = 0,
-    scale: float = 1.0,
-) -> None:
-    """The pixel decoder of a feature tokenizer (``tokenizer_run``) into ``run_dir``, trained on ``dataset``
-    (``extra``: more overrides) under training seed ``seed``; ``scale``: a sweep multiplier of its steps."""
-    from semtok.training import train
-    from semtok.training.pixel import DecoderRunConfig
-
-    config = load_config(
-        DecoderRunConfig,
-        "decoder-vqkd-mnist",
-        [
-            f"tokenizer={tokenizer_run}",
-            f"train.steps={scaled(budget.decoder_steps, scale)}",
-            f"train.seed={seed}",
-            f"data.dataset={dataset}",
-            *extra,
-        ],
-    )
-    resume_train(run_dir, lambda resume: train("decoder", config, run_dir, resume, progress))
-
-
-def chain_dir(out: Path, row: str, seed: int) -> Path:
-    """The folder of training seed ``seed``'s chain of ``row``."""
-    return out / row / f"seed{seed}"
+from semtok.pipelines.suite_rows import (  # noqa: F401 - the suite's public names
+    CHAIN_KEYS,
+    FEATURE_KINDS,
+    GENERATION_KEYS,
+    GENERATORS,
+    LABELS,
+    PARTS,
+    ROWS,
+    SAMPLES_PER_CLASS,
+    SUITES,
+    SWEEP_ROWS,
+    Budget,
+    chain_dir,
+    kmeans_iters,
+    scaled,
+)
+from semtok.pipelines.suite_sweep import collect_sweep, run_sweep, sweep_dir  # noqa: F401
+from semtok.pipelines.suite_train import train_decoder, train_tokenizer  # noqa: F401
 
 
 def grid_paths(chain: Path, prefix: str) -> list[Path]:
@@ -388,173 +257,6 @@ def generator_stages(
             sampler = sampler or Sampler(run_dir)
             labels = torch.full((SAMPLES_PER_CLASS,), label)
             write_samples(sampler, labels, grid, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
-
-
-def generation_stats(
-    row_dir: Path,
-    seeds: tuple[int, ...],
-    prefix: str,
-    keys: tuple[str, ...] = GENERATION_KEYS,
-    key_prefix: str | None = None,
-) -> dict[str, Any]:
-    """``{key_prefix}gfid`` etc. (``key_prefix`` defaults to ``prefix``): mean, spread and per-seed values over the
-    seeds' files ``row_dir/{prefix}generation_seed{S}.json`` (None where absent)."""
-    key_prefix = prefix if key_prefix is None else key_prefix
-    paths = [row_dir / f"{prefix}generation_seed{s}.json" for s in seeds]
-    generations = [json.loads(p.read_text()) for p in paths if p.exists()]
-    result: dict[str, Any] = {}
-    for key in keys:
-        result.update(stats([g.get(key) for g in generations], f"{key_prefix}{key}"))
-    result[f"{key_prefix}gfid_reference"] = generations[0].get("fid_reference") if generations else None
-    return result
-
-
-def stats(values: list[Any], key: str) -> dict[str, Any]:
-    """``key``: the mean of ``values`` (None ones left out: not measured), ``key_std``: their sample sd (None with
-    fewer than two), ``key_per_seed``: the values kept."""
-    kept = [v for v in values if v is not None]
-    return {
-        key: statistics.fmean(kept) if kept else None,
-        f"{key}_std": statistics.stdev(kept) if len(kept) > 1 else None,
-        f"{key}_per_seed": kept,
-    }
-
-
-def _summary(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def collect_chain(chain: Path, seed: int) -> dict[str, Any]:
-    """One chain's numbers from its metric JSONs (None where a file is absent; ``{}`` when the chain has no
-    ``eval_val.json``): reconstruction, probe, val NLLs, AR (plain keys), masked (``nar_``) and text-to-image
-    (``t2i_``) generation metrics of sampling seed ``seed``, stage seconds."""
-    from semtok.pipelines.suite_t2i import collect_t2i
-
-    if not (chain / "eval_val.json").exists():
-        return {}
-    recon = json.loads((chain / "eval_val.json").read_text())
-    probe = _summary(chain / "probe_val.json")
-    result: dict[str, Any] = {
-        "codebook_size": recon.get("num_codes"),
-        "usage": recon.get("usage"),
-        "perplexity": recon.get("perplexity"),
-        "rfid": recon.get("rfid"),
-        "psnr": recon.get("psnr"),
-        "ssim": recon.get("ssim"),
-        "teacher_cosine": recon.get("teacher_cosine"),
-        "probe_top1": probe.get("val_top1"),
-        "ar_val_nll": _summary(chain / "ar_run" / "summary.json").get("val_nll"),
-        "nar_val_masked_nll": _summary(chain / "nar_run" / "summary.json").get("val_masked_nll"),
-        "fid_extractor": recon.get("fid_extractor"),
-        "fid_reference": recon.get("fid_reference"),
-        "times": _summary(chain / "times.json"),
-    }
-    result.update(generation_stats(chain, (seed,), ""))
-    result.update(generation_stats(chain, (seed,), "nar_"))
-    result.update(collect_t2i(chain, (seed,)))
-    return result
-
-
-def collect_row(row: str, row_dir: Path, seeds: tuple[int, ...]) -> dict[str, Any]:
-    """The row's numbers over its chains ``row_dir/seed{S}`` for S in ``seeds``: every metric as mean (its plain
-    key), sample sd (``_std``, None with one chain) and the chains' values (``_per_seed``); chains without their
-    files are left out (``seeds``: the training seeds of the chains found, ``chains``: how many).
-
-    AR generation metrics keep their plain keys (``gfid``, ``class_accuracy``...); the masked model's carry the
-    prefix ``nar_`` (``nar_gfid``, ``nar_class_accuracy``...), None where its stages have not run; the text-to-image
-    branch's carry ``t2i_`` (:func:`semtok.pipelines.suite_t2i.collect_t2i`; None for ablation rows / no t2i).
-    ``times``: seconds per stage summed over the chains (``times_per_seed``: each chain's)."""
-    from semtok.pipelines.suite_t2i import T2I_KEYS
-
-    found = [(seed, chain) for seed in seeds if (chain := collect_chain(row_dir / f"seed{seed}", seed))]
-    chains = [chain for _, chain in found]
-    result: dict[str, Any] = {
-        "row": row,
-        "label": LABELS[row],
-        "ablation": ROWS[row][3],
-        "seeds": [seed for seed, _ in found],
-        "chains": len(found),
-    }
-    keys = [
-        *CHAIN_KEYS,
-        *GENERATION_KEYS,
-        *(f"nar_{key}" for key in GENERATION_KEYS),
-        *(f"t2i_{key}" for key in T2I_KEYS),
-    ]
-    for key in keys:
-        result.update(stats([chain.get(key) for chain in chains], key))
-    for key in (
-        "codebook_size",
-        "fid_extractor",
-        "fid_reference",
-        "gfid_reference",
-        "nar_gfid_reference",
-        "t2i_gfid_reference",
-        "t2i_prompts",
-    ):
-        result[key] = next((chain[key] for chain in chains if chain.get(key) is not None), None)
-    times: dict[str, float] = {}
-    for chain in chains:
-        for stage, seconds in chain["times"].items():
-            times[stage] = round(times.get(stage, 0.0) + seconds, 1)
-    result["times"] = times
-    result["times_per_seed"] = [chain["times"] for chain in chains]
-    return result
-
-
-def sweep_dir(out: Path, row: str, budget: Budget, scale: float) -> Path:
-    """A sweep point's chain: ``OUT/sweep/ROW/x{STEPS}`` (STEPS: the scaled tokenizer steps); the multiplier-1 point
-    is the row's seed-0 chain ``OUT/ROW/seed0``."""
-    if scale == 1.0:
-        return chain_dir(out, row, 0)
-    return out / "sweep" / row / f"x{scaled(budget.tokenizer_steps, scale)}"
-
-
-def run_sweep(row: str, out: Path, budget: Budget, judge_dir: Path, progress: bool) -> list[dict[str, Any]]:
-    """The budget sweep of ``row`` (one of :data:`SWEEP_ROWS`): for each multiplier of ``budget.sweep`` the seed-0
-    chain with the tokenizer and decoder steps scaled (Cluster: the decoder steps and the k-means iterations), the
-    AR model at its normal budget, its generation metrics under sampling seed 0; no masked model, text-to-image
-    branch or grids. The multiplier-1 point is the row's seed-0 chain (reused, not trained again; run here, AR
-    only, when the main part has not run it yet). Returns :func:`collect_sweep`."""
-    for scale in budget.sweep:
-        run_chain(
-            row, sweep_dir(out, row, budget, scale), budget, judge_dir, progress, 0, ("ar",), False, scale
-        )
-    return collect_sweep(row, out, budget)
-
-
-def collect_sweep(row: str, out: Path, budget: Budget) -> list[dict[str, Any]]:
-    """The sweep points of ``row`` that have results, sorted by tokenizer-side steps: multiplier, steps (tokenizer,
-    decoder, k-means iterations for Cluster; ``tokenizer_side_steps``: tokenizer + decoder training steps, for
-    Cluster the decoder's), ``tokenizer_side_seconds`` (tokenizer + decoder stages of its times.json; None where
-    not recorded), gFID, class accuracy, probe top-1, rFID."""
-    kind = ROWS[row][0]
-    points = []
-    for scale in budget.sweep:
-        folder = sweep_dir(out, row, budget, scale)
-        chain = collect_chain(folder, 0)
-        if not chain:
-            continue
-        tokenizer_steps = None if kind == "cluster" else scaled(budget.tokenizer_steps, scale)
-        decoder_steps = scaled(budget.decoder_steps, scale) if kind in FEATURE_KINDS else None
-        times = chain["times"]
-        seconds = [times[s] for s in ("tokenizer", "decoder") if s in times]
-        points.append(
-            {
-                "multiplier": round(scale, 4),
-                "dir": str(folder.relative_to(out)),
-                "tokenizer_steps": tokenizer_steps,
-                "decoder_steps": decoder_steps,
-                "kmeans_iters": kmeans_iters(scale) if kind == "cluster" else None,
-                "tokenizer_side_steps": (tokenizer_steps or 0) + (decoder_steps or 0),
-                "tokenizer_side_seconds": round(sum(seconds), 1) if "tokenizer" in times else None,
-                "gfid": chain.get("gfid"),
-                "class_accuracy": chain.get("class_accuracy"),
-                "probe_top1": chain.get("probe_top1"),
-                "rfid": chain.get("rfid"),
-            }
-        )
-    return sorted(points, key=lambda p: p["tokenizer_side_steps"])
 
 
 def parse_parts(parts: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
