@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from semtok.errors import SemtokError
 
@@ -150,3 +151,21 @@ class _StreamSlice(torch.utils.data.IterableDataset):
         position = self.start_step + (info.id if info is not None else 0)
         stream, batches_before = position % self.streams, position // self.streams
         return self.dataset.train_items(self.rank, stream, batches_before * self.batch)
+
+
+@torch.no_grad()
+def map_in_order(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    dataset: Any,
+    batch_size: int,
+    device: torch.device,
+    show: bool,
+    desc: str,
+) -> torch.Tensor:
+    """``fn`` over the images of every item of ``dataset`` in index order, ``batch_size`` at a time on
+    ``device``, concatenated on the CPU (the stages' caches: teacher targets, a frozen tokenizer's ids)."""
+    chunks = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, disable=not show, leave=False):
+        images = torch.stack([dataset[i][0] for i in range(start, min(len(dataset), start + batch_size))])
+        chunks.append(fn(images.to(device)).cpu())
+    return torch.cat(chunks)

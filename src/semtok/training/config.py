@@ -58,7 +58,7 @@ class TrainConfig:
 def resolve_precision(mixed_precision: str) -> str:
     """``train.mixed_precision`` as Accelerate takes it: ``auto`` -> ``bf16`` on a CUDA GPU with bf16 support or
     a CPU whose oneDNN has native bf16 kernels (AVX512-BF16 or AMX; VQ-KD's training step on the 2-core AMD EPYC
-    here: 2.7x faster than fp32), else ``no`` (emulated bf16 is slower than fp32); other values unchanged."""
+    here: 1.86x faster per step than fp32, benchmarks/bench_train_steps.py), else ``no`` (emulated bf16 is slower than fp32); other values unchanged."""
     import torch
 
     if mixed_precision != "auto":

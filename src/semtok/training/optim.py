@@ -17,7 +17,7 @@ def build_optimizer(
     parameters or names containing ``pos_embed``). ``adam``: Adam with L2 weight decay on every parameter
     (VQGAN's recipe). ``lr`` / ``weight_decay`` default to ``train.lr`` / ``train.weight_decay``.
 
-    Both use PyTorch's fused kernel (one pass over all parameters; on this repository's 2-core CPU 2.2x faster
+    Both use PyTorch's fused kernel (one pass over all parameters; on one thread of this repository's CPU 2.2x faster
     than the default per-tensor loop for VQ-KD's 76 tensors, same update to float rounding).
     """
     lr = train.lr if lr is None else lr

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from semtok.data.config import DataConfig
 from semtok.errors import SemtokError
@@ -24,6 +23,7 @@ from semtok.tokenizers.base import Tokenizer, eval_mode
 from semtok.tokenizers.fsq import FSQConfig, FSQTokenizer
 from semtok.tokenizers.pixel_decoder import PixelDecoderConfig
 from semtok.tokenizers.vqgan import CVQConfig, CVQTokenizer, VQGANConfig, VQGANTokenizer
+from semtok.training.batches import map_in_order
 from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
@@ -171,17 +171,17 @@ class PixelStage(Stage):
             > self.config.train.max_cache_gb
         ):
             return
-        chunks = []
         show = engine.is_main and engine.show_progress
         encoder = self.tokenizer.to(engine.device)
-        with torch.no_grad(), eval_mode(encoder):
-            for start in tqdm(
-                range(0, len(train_set), 256), desc="token cache", disable=not show, leave=False
-            ):
-                stop = min(len(train_set), start + 256)
-                images = torch.stack([train_set[i][0] for i in range(start, stop)]).to(engine.device)
-                chunks.append(encoder.encode(images).to(torch.int32).cpu())
-        self.ids_cache = torch.cat(chunks)
+        with eval_mode(encoder):
+            self.ids_cache = map_in_order(
+                lambda images: encoder.encode(images).to(torch.int32),
+                train_set,
+                256,
+                engine.device,
+                show,
+                "token cache",
+            )
 
     def step(self, batch: tuple[torch.Tensor, ...], engine: Engine) -> dict[str, Any]:
         images = batch[0].to(engine.device, non_blocking=True)

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from semtok.data.config import DataConfig
 from semtok.losses.distillation import cosine_distillation_loss
 from semtok.teachers.base import Teacher, teacher_targets
 from semtok.teachers.config import build_resolved_teacher
 from semtok.tokenizers.vqkd import VQKDConfig, VQKDTokenizer
+from semtok.training.batches import map_in_order
 from semtok.training.config import TrainConfig
 from semtok.training.engine import Engine, Setup, Stage
 from semtok.training.optim import build_optimizer
@@ -38,13 +38,14 @@ def cache_targets(
     show: bool,
 ) -> torch.Tensor:
     """Teacher targets of every item, in index order: [N, C, h, w] float32 on the CPU."""
-    chunks = []
-    for start in tqdm(
-        range(0, len(dataset), batch_size), desc="teacher cache", disable=not show, leave=False
-    ):
-        images = torch.stack([dataset[i][0] for i in range(start, min(len(dataset), start + batch_size))])
-        chunks.append(teacher_targets(teacher, images.to(device), grid_hw).cpu())
-    return torch.cat(chunks)
+    return map_in_order(
+        lambda images: teacher_targets(teacher, images, grid_hw),
+        dataset,
+        batch_size,
+        device,
+        show,
+        "teacher cache",
+    )
 
 
 class VQKDStage(Stage):
