@@ -23,7 +23,7 @@ demo: install
 # The paper's comparison (issue 6) first; then speed benchmarks. Stages already done are reused.
 # (benchmarks/bench_reconstruction.py, the earlier 600-step reconstruction table, still runs on its own.)
 bench: install
-	$(PYTHON) -m semtok bench --suite mnist --out runs/bench/suite-mnist
+	$(PYTHON) -m semtok bench --suite mnist --out runs/bench/suite-mnist --kept benchmarks/suite-mnist
 	$(PYTHON) benchmarks/bench_sampling.py
 	$(PYTHON) benchmarks/bench_masked_sampling.py
 	$(PYTHON) benchmarks/bench_text_sampling.py

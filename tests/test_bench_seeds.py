@@ -290,3 +290,26 @@ def test_bench_parts_flag(monkeypatch, tmp_path):
     assert main(["bench", "--quick", "--out", str(tmp_path / "b")]) == 0
     assert set(seen["parts"]) == {"main", "ablation", "sweep", "t2i"}
     assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--parts", "main,nope"]) == 2
+
+
+def test_finished_chains_are_kept_and_a_new_folder_resumes_from_them(fake_pipeline, monkeypatch, tmp_path):
+    budget(monkeypatch, train_seeds=(0, 1))
+    kept, out = tmp_path / "kept", tmp_path / "out"
+    (out / "vqgan" / "seed1").mkdir(parents=True)
+    (out / "fsq" / "seed0").mkdir(parents=True)  # an unfinished chain of a row not asked for: not kept
+    (out / "fsq" / "seed0" / "eval_val.json").write_text(json.dumps({"rfid": 1.0}))
+    run_suite("quick", out, rows=["vqgan"], parts="main", kept=kept)
+    files = {str(p.relative_to(kept)) for p in kept.rglob("*") if p.is_file()}
+    for name in ("eval_val.json", "probe_val.json", "ar_run/summary.json", "nar_generation_seed1.json"):
+        assert f"vqgan/seed1/{name}" in files, name
+    assert "vqgan/seed0/samples/class_9.png" in files and "judge/summary.json" in files
+    assert "results.json" in files and "report.md" in files
+    assert not any(
+        name.endswith(".safetensors") or "/tokens/" in name or name.startswith("fsq") for name in files
+    )
+    fake_pipeline.clear()
+    again = tmp_path / "again"
+    run_suite("quick", again, rows=["vqgan"], parts="main", kept=kept)  # a fresh folder: nothing trained
+    assert fake_pipeline == []
+    first, second = (json.loads((f / "results.json").read_text())["rows"]["vqgan"] for f in (out, again))
+    assert second["gfid_per_seed"] == first["gfid_per_seed"] and second["chains"] == 2

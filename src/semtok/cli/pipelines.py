@@ -33,6 +33,13 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         "rows (every training seed, AR and masked), the budget sweep (VQGAN, VQ-KD, Cluster), the teacher "
         "ablation rows, the text-to-image branch; the report shows every part with results",
     )
+    bench.add_argument(
+        "--kept",
+        default=None,
+        help="a folder of kept results (make bench: benchmarks/suite-mnist): restored into --out first, so the "
+        "chains kept there are collected, not trained again; every chain, sweep point and judge finished is "
+        "kept there (metric / summary / log JSONs, configs, sample grids; no weights)",
+    )
 
     demo = verbs.add_parser(
         "demo",
@@ -58,7 +65,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     if not parts or any(part not in PARTS for part in parts):
         raise SemtokError(f"--parts: expected a comma list of {list(PARTS)}, got {args.parts!r}")
-    run_suite(suite, out, args.rows, progress=args.progress, t2i=not args.no_t2i, parts=tuple(parts))
+    checks.output_dir(args.kept, "--kept")
+    run_suite(
+        suite, out, args.rows, progress=args.progress, t2i=not args.no_t2i, parts=tuple(parts), kept=args.kept
+    )
     return 0
 
 

@@ -45,11 +45,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from semtok.config import load_config
 from semtok.errors import SemtokError
-from semtok.pipelines.stages import Stages, generation_seed_stages, resume_train, write_json
+from semtok.pipelines.stages import Stages, resume_train, write_json
 from semtok.pipelines.suite_collect import (  # noqa: F401 - the suite's public names
     _summary,
     collect_chain,
@@ -57,6 +55,7 @@ from semtok.pipelines.suite_collect import (  # noqa: F401 - the suite's public 
     generation_stats,
     stats,
 )
+from semtok.pipelines.suite_keep import keep_results, restore_results
 from semtok.pipelines.suite_rows import (  # noqa: F401 - the suite's public names
     CHAIN_KEYS,
     FEATURE_KINDS,
@@ -74,12 +73,12 @@ from semtok.pipelines.suite_rows import (  # noqa: F401 - the suite's public nam
     scaled,
 )
 from semtok.pipelines.suite_sweep import collect_sweep, run_sweep, sweep_dir  # noqa: F401
-from semtok.pipelines.suite_train import train_decoder, train_tokenizer  # noqa: F401
-
-
-def grid_paths(chain: Path, prefix: str) -> list[Path]:
-    """The ten class sample grids of a family (``prefix``: its output prefix) in a chain."""
-    return [chain / f"{prefix}samples" / f"class_{label}.png" for label in range(10)]
+from semtok.pipelines.suite_train import (  # noqa: F401 - the suite's public names
+    generator_stages,
+    grid_paths,
+    train_decoder,
+    train_tokenizer,
+)
 
 
 def chain_outputs(chain: Path, seed: int, families: tuple[str, ...]) -> dict[str, list[Path]]:
@@ -209,56 +208,6 @@ def run_row(
     return collect_row(row, out / row, budget.train_seeds)
 
 
-def generator_stages(
-    family: str,
-    row_dir: Path,
-    stages: Stages,
-    budget: Budget,
-    seeds: tuple[int, ...],
-    judge_dir: Path,
-    progress: bool,
-    grids: bool = True,
-) -> None:
-    """One proposal network (``family``: a key of :data:`GENERATORS`) on the tokens of a chain (``row_dir``):
-    training (under ``train.seed`` = the first of ``seeds``), generation metrics per sampling seed, with ``grids``
-    a sample grid per class; each stage reused when its output exists."""
-    from semtok.generators.sampler import Sampler
-    from semtok.generators.sampling import SamplingConfig
-    from semtok.training import train
-    from semtok.training.ar import ARRunConfig
-    from semtok.training.nar import NARRunConfig
-    from semtok.visual.provenance import write_samples
-
-    config_name, prefix = GENERATORS[family]
-    run_dir = row_dir / f"{family}_run"
-    steps = budget.ar_steps if family == "ar" else budget.nar_steps
-    config = load_config(
-        ARRunConfig if family == "ar" else NARRunConfig,
-        config_name,
-        [
-            f"data.tokens={row_dir / 'tokens' / 'train.json'}",
-            f"data.val_tokens={row_dir / 'tokens' / 'val.json'}",
-            f"train.steps={steps}",
-            f"train.seed={seeds[0]}",
-        ],
-    )
-    stages.run(
-        family,
-        run_dir / family / "model.safetensors",
-        lambda: resume_train(run_dir, lambda r: train(family, config, run_dir, r, progress)),
-    )
-    sampling = SamplingConfig()
-    generation_seed_stages(
-        stages, run_dir, "mnist5k", judge_dir, seeds, budget.eval_images, progress, row_dir, prefix, prefix
-    )
-    sampler = None
-    for label, grid in enumerate(grid_paths(row_dir, prefix) if grids else []):
-        if not grid.exists():
-            sampler = sampler or Sampler(run_dir)
-            labels = torch.full((SAMPLES_PER_CLASS,), label)
-            write_samples(sampler, labels, grid, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
-
-
 def parse_parts(parts: tuple[str, ...] | list[str] | str) -> tuple[str, ...]:
     """The suite parts to run (a comma list or a sequence of :data:`PARTS`), in :data:`PARTS` order."""
     names = [p.strip() for p in parts.split(",")] if isinstance(parts, str) else list(parts)
@@ -275,6 +224,7 @@ def run_suite(
     progress: bool = False,
     t2i: bool = True,
     parts: tuple[str, ...] | list[str] | str = PARTS,
+    kept: str | Path | None = None,
 ) -> Path:
     """Run (or continue) a suite into ``out``; writes results.json, report.md, report.html (and sweep_curves.png
     when the sweep has points); returns report.md.
@@ -283,7 +233,9 @@ def run_suite(
     masked), ``sweep`` (:func:`run_sweep` for the rows of :data:`SWEEP_ROWS`), ``ablation`` (the ablation rows'
     chains), ``t2i`` (the main rows' text-to-image branch, :mod:`semtok.pipelines.suite_t2i`, every chain).
     ``t2i=False`` drops the ``t2i`` part. ``rows`` limits every part to those rows. Results of parts not run now
-    but kept in ``out`` from earlier runs are collected and reported too."""
+    but kept in ``out`` from earlier runs are collected and reported too. ``kept``: a folder of kept results
+    (:mod:`semtok.pipelines.suite_keep`): restored into ``out`` first, and every finished chain, sweep point and
+    judge is kept there after each row and at the end."""
     from semtok.pipelines.machine import machine_info
     from semtok.pipelines.report import write_report
     from semtok.pipelines.suite_t2i import captioned_judge, t2i_pending, t2i_results
@@ -301,6 +253,8 @@ def run_suite(
     budget = SUITES[suite]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if kept is not None:
+        print(f"restored {restore_results(kept, out)} kept files from {kept}")
     started = time.time()
     judge_run = out / "judge"
     judge_stage = Stages(out / "_shared")
@@ -341,6 +295,8 @@ def run_suite(
             r: points for r in SWEEP_ROWS if r in rows and (points := collect_sweep(r, out, budget))
         }
         write_json(out / "results.json", results)
+        if kept is not None:
+            keep_results(out, kept, budget)
 
     def row_chains(row: str) -> None:
         if any(
@@ -386,6 +342,8 @@ def run_suite(
     )
     write_json(out / "results.json", results)
     report = write_report(out, results)
+    if kept is not None:
+        print(f"kept {keep_results(out, kept, budget)} files in {kept}")
     print(f"report: {report.resolve()} (and {report.with_suffix('.html').name})")
     return report
 

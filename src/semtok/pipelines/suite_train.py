@@ -1,12 +1,15 @@
-"""The bench suite's training stages of a row: its tokenizer and its pixel decoder (:mod:`semtok.pipelines.suite`)."""
+"""The bench suite's training stages of a chain: its tokenizer, its pixel decoder, a proposal network with its
+generation metrics and sample grids (:mod:`semtok.pipelines.suite`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from semtok.config import load_config
-from semtok.pipelines.stages import resume_train
-from semtok.pipelines.suite_rows import ROWS, Budget, kmeans_iters, scaled
+from semtok.pipelines.stages import Stages, generation_seed_stages, resume_train
+from semtok.pipelines.suite_rows import GENERATORS, ROWS, SAMPLES_PER_CLASS, Budget, kmeans_iters, scaled
 
 
 def train_tokenizer(
@@ -76,3 +79,58 @@ def train_decoder(
         ],
     )
     resume_train(run_dir, lambda resume: train("decoder", config, run_dir, resume, progress))
+
+
+def grid_paths(chain: Path, prefix: str) -> list[Path]:
+    """The ten class sample grids of a family (``prefix``: its output prefix) in a chain."""
+    return [chain / f"{prefix}samples" / f"class_{label}.png" for label in range(10)]
+
+
+def generator_stages(
+    family: str,
+    row_dir: Path,
+    stages: Stages,
+    budget: Budget,
+    seeds: tuple[int, ...],
+    judge_dir: Path,
+    progress: bool,
+    grids: bool = True,
+) -> None:
+    """One proposal network (``family``: a key of :data:`GENERATORS`) on the tokens of a chain (``row_dir``):
+    training (under ``train.seed`` = the first of ``seeds``), generation metrics per sampling seed, with ``grids``
+    a sample grid per class; each stage reused when its output exists."""
+    from semtok.generators.sampler import Sampler
+    from semtok.generators.sampling import SamplingConfig
+    from semtok.training import train
+    from semtok.training.ar import ARRunConfig
+    from semtok.training.nar import NARRunConfig
+    from semtok.visual.provenance import write_samples
+
+    config_name, prefix = GENERATORS[family]
+    run_dir = row_dir / f"{family}_run"
+    steps = budget.ar_steps if family == "ar" else budget.nar_steps
+    config = load_config(
+        ARRunConfig if family == "ar" else NARRunConfig,
+        config_name,
+        [
+            f"data.tokens={row_dir / 'tokens' / 'train.json'}",
+            f"data.val_tokens={row_dir / 'tokens' / 'val.json'}",
+            f"train.steps={steps}",
+            f"train.seed={seeds[0]}",
+        ],
+    )
+    stages.run(
+        family,
+        run_dir / family / "model.safetensors",
+        lambda: resume_train(run_dir, lambda r: train(family, config, run_dir, r, progress)),
+    )
+    sampling = SamplingConfig()
+    generation_seed_stages(
+        stages, run_dir, "mnist5k", judge_dir, seeds, budget.eval_images, progress, row_dir, prefix, prefix
+    )
+    sampler = None
+    for label, grid in enumerate(grid_paths(row_dir, prefix) if grids else []):
+        if not grid.exists():
+            sampler = sampler or Sampler(run_dir)
+            labels = torch.full((SAMPLES_PER_CLASS,), label)
+            write_samples(sampler, labels, grid, sampling, seed=label, per_row=SAMPLES_PER_CLASS)
