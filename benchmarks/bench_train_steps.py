@@ -61,7 +61,8 @@ config = load_config(config_class(kind), config_name, [f"train.steps={steps}", "
 train(kind, config, out, False, False)
 kept = times[warmup:]
 print(json.dumps({"step_s_median": statistics.median(kept), "step_s_mean": statistics.fmean(kept),
-                  "steps_timed": len(kept), "setup_s": marks["first"] - marks["start"]}))
+                  "steps_timed": len(kept), "setup_s": marks["first"] - marks["start"],
+                  "warmup_s": sum(times[:warmup])}))
 """
 
 
