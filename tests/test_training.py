@@ -102,3 +102,40 @@ def test_existing_run_needs_resume(tiny_vqkd_overrides, tmp_path):
 def test_augmented_run_is_not_cached(tiny_vqkd_overrides, tmp_path):
     summary = run([*tiny_vqkd_overrides, "train.steps=2", "data.augment=crop_flip"], tmp_path / "aug")
     assert summary["teacher_features"].startswith("computed every step")
+
+
+def test_train_compile_auto_compiles_long_runs_where_inductor_can_build(monkeypatch):
+    import torch._inductor.config as inductor
+
+    from semtok.config import load_config
+    from semtok.training.ar import ARRunConfig
+    from semtok.training.config import COMPILE_MIN_STEPS, TrainConfig, resolve_compile
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, "g++"))
+    monkeypatch.setenv("CXX", "")
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/bin/{name}" if name == "g++" else None)
+    assert resolve_compile(TrainConfig(steps=COMPILE_MIN_STEPS, compile="auto"))
+    assert not resolve_compile(TrainConfig(steps=COMPILE_MIN_STEPS - 1, compile="auto"))  # would not pay off
+    assert resolve_compile(TrainConfig(steps=1, compile=True))
+    assert not resolve_compile(TrainConfig(steps=10**6))  # the default: eager
+    monkeypatch.setattr("shutil.which", lambda name: None)  # no C++ compiler: eager
+    assert not resolve_compile(TrainConfig(steps=10**6, compile="auto"))
+    config = load_config(ARRunConfig, "ar-mnist", [])  # the transformer recipes ask for auto
+    assert config.train.compile == "auto"
+    assert load_config(ARRunConfig, "ar-mnist", ["train.compile=false"]).train.compile is False
+    with pytest.raises(SemtokError, match="train.compile"):
+        load_config(ARRunConfig, "ar-mnist", ["train.compile=sometimes"])
+
+
+def test_mixed_precision_auto_is_bf16_only_with_native_bf16(monkeypatch):
+    from semtok.training.config import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert resolve_precision("auto") == "bf16" and resolve_precision("no") == "no"
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)  # emulated: slower
+    assert resolve_precision("auto") == "no" and resolve_precision("bf16") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert resolve_precision("auto") == "no"

@@ -34,7 +34,7 @@ from semtok.errors import SemtokError
 from semtok.metrics.codebook import code_histogram, codebook_stats
 from semtok.training.batches import batch_stream
 from semtok.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from semtok.training.config import resolve_precision
+from semtok.training.config import resolve_compile, resolve_precision
 from semtok.training.schedule import warmup_cosine_lr
 from semtok.training.tracking import JSONLinesTracker
 
@@ -133,7 +133,7 @@ class Engine:
                 mixed_precision=precision,
                 cpu=not torch.cuda.is_available(),
                 gradient_accumulation_steps=self.train.grad_accum,
-                dynamo_backend="inductor" if self.train.compile else "no",
+                dynamo_backend="inductor" if resolve_compile(self.train) else "no",
                 log_with=[self.jsonl, *self.train.log_with],
                 project_dir=str(self.out_dir),
             )
@@ -289,6 +289,7 @@ class Engine:
                 "processes": self.world,
                 "device": str(self.device),
                 "mixed_precision": str(self.accelerator.mixed_precision),
+                "compiled": resolve_compile(self.train),
                 folder: str(self.out_dir / folder),
             }
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
