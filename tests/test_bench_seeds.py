@@ -290,6 +290,12 @@ def test_bench_parts_flag(monkeypatch, tmp_path):
     assert main(["bench", "--quick", "--out", str(tmp_path / "b")]) == 0
     assert set(seen["parts"]) == {"main", "ablation", "sweep", "t2i"}
     assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--parts", "main,nope"]) == 2
+    assert seen["kept"] is None and seen["collect_only"] is False
+    kept = ["--kept", str(tmp_path / "k"), "--collect-only"]
+    assert main(["bench", "--quick", "--out", str(tmp_path / "b"), *kept]) == 0
+    assert seen["kept"] == str(tmp_path / "k") and seen["collect_only"] is True
+    (tmp_path / "file").write_text("")
+    assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--kept", str(tmp_path / "file")]) == 2
 
 
 def test_finished_chains_are_kept_and_a_new_folder_resumes_from_them(fake_pipeline, monkeypatch, tmp_path):
@@ -313,3 +319,10 @@ def test_finished_chains_are_kept_and_a_new_folder_resumes_from_them(fake_pipeli
     assert fake_pipeline == []
     first, second = (json.loads((f / "results.json").read_text())["rows"]["vqgan"] for f in (out, again))
     assert second["gfid_per_seed"] == first["gfid_per_seed"] and second["chains"] == 2
+    third = tmp_path / "third"  # --collect-only: a row with no chain kept is not trained either
+    run_suite("quick", third, rows=["vqgan", "fsq"], kept=kept, collect_only=True)
+    assert fake_pipeline == [] and list(json.loads((third / "results.json").read_text())["rows"]) == ["vqgan"]
+    run_suite(
+        "quick", tmp_path / "empty", collect_only=True
+    )  # nothing at all: no judge trained, an empty report
+    assert fake_pipeline == [] and (tmp_path / "empty" / "report.md").exists()

@@ -40,6 +40,11 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         "chains kept there are collected, not trained again; every chain, sweep point and judge finished is "
         "kept there (metric / summary / log JSONs, configs, sample grids; no weights)",
     )
+    bench.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="train and evaluate nothing: collect what --out (and --kept) hold into results.json and the report",
+    )
 
     demo = verbs.add_parser(
         "demo",
@@ -67,7 +72,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise SemtokError(f"--parts: expected a comma list of {list(PARTS)}, got {args.parts!r}")
     checks.output_dir(args.kept, "--kept")
     run_suite(
-        suite, out, args.rows, progress=args.progress, t2i=not args.no_t2i, parts=tuple(parts), kept=args.kept
+        suite,
+        out,
+        args.rows,
+        progress=args.progress,
+        t2i=not args.no_t2i,
+        parts=tuple(parts),
+        kept=args.kept,
+        collect_only=args.collect_only,
     )
     return 0
 

@@ -225,6 +225,7 @@ def run_suite(
     t2i: bool = True,
     parts: tuple[str, ...] | list[str] | str = PARTS,
     kept: str | Path | None = None,
+    collect_only: bool = False,
 ) -> Path:
     """Run (or continue) a suite into ``out``; writes results.json, report.md, report.html (and sweep_curves.png
     when the sweep has points); returns report.md.
@@ -235,7 +236,8 @@ def run_suite(
     ``t2i=False`` drops the ``t2i`` part. ``rows`` limits every part to those rows. Results of parts not run now
     but kept in ``out`` from earlier runs are collected and reported too. ``kept``: a folder of kept results
     (:mod:`semtok.pipelines.suite_keep`): restored into ``out`` first, and every finished chain, sweep point and
-    judge is kept there after each row and at the end."""
+    judge is kept there after each row and at the end. ``collect_only``: train and evaluate nothing, only collect
+    what ``out`` (and ``kept``) hold into results.json and the report (the report of a suite run in part)."""
     from semtok.pipelines.machine import machine_info
     from semtok.pipelines.report import write_report
     from semtok.pipelines.suite_t2i import captioned_judge, t2i_pending, t2i_results
@@ -249,7 +251,7 @@ def run_suite(
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SemtokError(f"rows: unknown {unknown} (known: {list(ROWS)})")
-    parts = tuple(p for p in parse_parts(parts) if t2i or p != "t2i")
+    parts = () if collect_only else tuple(p for p in parse_parts(parts) if t2i or p != "t2i")
     budget = SUITES[suite]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,7 +274,7 @@ def run_suite(
         )
         return judge_run
 
-    if not (judge_run / "summary.json").exists():
+    if not (judge_run / "summary.json").exists() and parts:
         judge()
     main_rows = [r for r in rows if not ROWS[r][3]]
     ablation_rows = [r for r in rows if ROWS[r][3]]
