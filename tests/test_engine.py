@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate.state import AcceleratorState
+from accelerate.utils import DynamoBackend
 from safetensors.torch import load_file
 
 from conftest import TINY_VQKD
@@ -201,8 +203,19 @@ def test_compiled_training_gives_the_eager_weights(tmp_path):
     base = ["model.depth=1", "model.width=16", "model.heads=2", "model.dropout=0.0", "train.batch_size=8"]
     base.append(f"data.tokens={tokens}")
     run("ar", base, tmp_path / "eager")
-    run("ar", [*base, "train.compile=true"], tmp_path / "compiled")
+    run(
+        "ar", [*base, "train.compile=true"], tmp_path / "compiled"
+    )  # compiled although an eager run came first
+    assert AcceleratorState._shared_state["dynamo_plugin"].backend == DynamoBackend.INDUCTOR
     eager, compiled = model_tensors(tmp_path / "eager"), model_tensors(tmp_path / "compiled")
     assert eager.keys() == compiled.keys()
     for key in eager:
         assert torch.allclose(eager[key], compiled[key], atol=1e-4, rtol=1e-3), key
+    # an eager stage after a compiled one in the same process (the demo, the suite) runs eager (Accelerate keeps
+    # one dynamo backend per process unless its state is reset)
+    run("ar", base, tmp_path / "eager_again")
+    assert AcceleratorState._shared_state["dynamo_plugin"].backend == DynamoBackend.NO
+    again = model_tensors(tmp_path / "eager_again")
+    assert all(torch.equal(eager[key], again[key]) for key in eager)
+    summaries = [json.loads((tmp_path / r / "summary.json").read_text()) for r in ("compiled", "eager_again")]
+    assert [s["compiled"] for s in summaries] == [True, False]

@@ -124,16 +124,24 @@ class Engine:
         self.show_progress = progress
         self.jsonl = JSONLinesTracker(self.out_dir)
         precision = resolve_precision(self.train.mixed_precision)
-        if AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
-            # Accelerate keeps one precision per process; a pipeline (demo, suite) runs stages of different
-            # precisions one after another in one process. The process group (PartialState) is kept.
+        self.compiled = resolve_compile(self.train)
+        backend = "inductor" if self.compiled else "no"
+        shared = AcceleratorState._shared_state
+        plugin = shared.get("dynamo_plugin")
+        if shared.get("_mixed_precision", precision) != precision or (
+            plugin is not None and str(plugin.backend.value).lower() != backend
+        ):
+            # Accelerate keeps one precision and one dynamo backend per process; a pipeline (demo, suite) runs
+            # stages of different precisions, compiled or not, one after another in one process (without the
+            # reset an eager stage after a compiled one was compiled too). The process group (PartialState) is
+            # kept.
             AcceleratorState._reset_state()
         try:
             self.accelerator = Accelerator(
                 mixed_precision=precision,
                 cpu=not torch.cuda.is_available(),
                 gradient_accumulation_steps=self.train.grad_accum,
-                dynamo_backend="inductor" if resolve_compile(self.train) else "no",
+                dynamo_backend=backend,
                 log_with=[self.jsonl, *self.train.log_with],
                 project_dir=str(self.out_dir),
             )
@@ -289,7 +297,7 @@ class Engine:
                 "processes": self.world,
                 "device": str(self.device),
                 "mixed_precision": str(self.accelerator.mixed_precision),
-                "compiled": resolve_compile(self.train),
+                "compiled": self.compiled,
                 folder: str(self.out_dir / folder),
             }
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
