@@ -21,7 +21,8 @@ from semtok.pipelines.suite_rows import GENERATORS, ROWS, SUITES, SWEEP_ROWS, Bu
 
 KEPT_SUFFIXES = (".json", ".jsonl", ".yaml", ".png", ".md")
 SKIPPED_FOLDERS = ("checkpoints", "tb", "tokens")
-TOP_LEVEL = ("results.json", "report.md", "sweep_curves.png", "figures", "_shared")
+# what is drawn from these (report.md, report.html, figures/, sweep_curves.png) is not kept: `--collect-only` redraws it
+TOP_LEVEL = ("results.json", "_shared")
 
 
 def result_files(folder: Path, skip: tuple[str, ...] = ()) -> list[Path]:
@@ -68,9 +69,8 @@ def finished_units(out: Path, budget: Budget) -> list[tuple[Path, tuple[str, ...
 
 
 def keep_results(out: str | Path, kept: str | Path, budget: Budget) -> int:
-    """Copy the files of every finished unit of the suite folder ``out`` (and its results.json, report.md,
-    sweep_curves.png, figures/, _shared/) into ``kept``, same layout, overwriting (``out`` is the newer);
-    returns how many files were copied."""
+    """Copy the files of every finished unit of the suite folder ``out`` (and its results.json and _shared/) into
+    ``kept``, same layout, overwriting (``out`` is the newer); returns how many files were copied."""
     out, kept = Path(out), Path(kept)
     copied = 0
     units = [(Path(name), ()) for name in TOP_LEVEL if (out / name).is_dir()]
