@@ -4,7 +4,7 @@ repository, ``benchmarks/suite-mnist/``).
 What is kept: the metric, summary, config and log files (JSON, JSON lines, YAML) of every *finished* unit (the
 judges, every chain whose metric JSONs all exist, every finished sweep point; a chain's text-to-image folder once
 its branch is finished) and the sample grids (PNG); never model weights, checkpoints, token files, TensorBoard
-events, or the model folders' own files. A chain is about 60 KB, 300 KB with its grids. A suite run restores the
+events, or the model folders' own files. A chain is about 100 KB, 450 KB with its grids. A suite run restores the
 kept files into its output folder first (files already there win), so a kept chain is collected, not trained again
 (:func:`semtok.pipelines.suite.pending_parts`), and keeps what it finishes after every row and at the end. This is
 how a suite longer than one sitting (about 13 hours of a 2-core CPU for ``mnist``) accumulates over machines and
