@@ -19,7 +19,7 @@ from pathlib import Path
 
 from semtok.pipelines.suite_rows import GENERATORS, ROWS, SUITES, SWEEP_ROWS, Budget, chain_dir
 
-KEPT_SUFFIXES = (".json", ".jsonl", ".yaml", ".png", ".md")
+KEPT_SUFFIXES = (".json", ".jsonl", ".yaml", ".png")
 SKIPPED_FOLDERS = ("checkpoints", "tb", "tokens")
 # what is drawn from these (report.md, report.html, figures/, sweep_curves.png) is not kept: `--collect-only` redraws it
 TOP_LEVEL = ("results.json", "_shared")
