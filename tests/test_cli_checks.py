@@ -180,6 +180,7 @@ CASES = [
     (["demo", "--out", "{tmp}/afile"], "--out '{tmp}/afile' is a file, expected a folder"),
     (["demo", "--out", "{tmp}/afile/run"], "'{tmp}/afile' is a file, so nothing can be written under it"),
     (["demo", "--steps", "0", "--out", "{tmp}/d"], "--steps: expected an int >= 1, got 0"),
+    (["demo", "--tokenizer", "vqgan", "--out", "{tmp}/d"], "--tokenizer: invalid choice: 'vqgan'"),
     (["bench", "--out", "{tmp}/afile"], "--out '{tmp}/afile' is a file"),
     (["bench", "--rows", "nope", "--out", "{tmp}/b"], "--rows: unknown ['nope']"),
 ]
@@ -199,6 +200,8 @@ def test_demo_library_checks_its_folder(tmp_path):
         run_demo(tmp_path / "afile", progress=False)
     with pytest.raises(SemtokError, match="demo steps"):
         run_demo(tmp_path / "new", steps=0, progress=False)
+    with pytest.raises(SemtokError, match=r"demo tokenizer: expected one of \['cluster', 'vqkd'\], got 'fsq'"):
+        run_demo(tmp_path / "new", tokenizer="fsq", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 

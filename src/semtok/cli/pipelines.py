@@ -53,6 +53,12 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--steps", type=int, default=None, help="training steps (default: the config's)")
     demo.add_argument(
+        "--tokenizer",
+        choices=("cluster", "vqkd"),
+        default="cluster",
+        help="the IU tokenizer: cluster (k-means of the teacher's features, default) or vqkd (distilled)",
+    )
+    demo.add_argument(
         "--no-fid", action="store_true", help="skip rFID / gFID / precision-recall (fast check)"
     )
     demo.add_argument("--no-progress", action="store_true")
@@ -91,7 +97,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from semtok.pipelines.demo import run_demo
 
-    run_demo(args.out, args.steps, progress=not args.no_progress, fid=not args.no_fid)
+    run_demo(
+        args.out, args.steps, progress=not args.no_progress, fid=not args.no_fid, tokenizer=args.tokenizer
+    )
     return 0
 
 
