@@ -200,7 +200,9 @@ def test_demo_library_checks_its_folder(tmp_path):
         run_demo(tmp_path / "afile", progress=False)
     with pytest.raises(SemtokError, match="demo steps"):
         run_demo(tmp_path / "new", steps=0, progress=False)
-    with pytest.raises(SemtokError, match=r"demo tokenizer: expected one of \['cluster', 'vqkd'\], got 'fsq'"):
+    with pytest.raises(
+        SemtokError, match=r"demo tokenizer: expected one of \['cluster', 'vqkd'\], got 'fsq'"
+    ):
         run_demo(tmp_path / "new", tokenizer="fsq", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
