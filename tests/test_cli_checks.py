@@ -201,7 +201,7 @@ def test_demo_library_checks_its_folder(tmp_path):
     with pytest.raises(SemtokError, match="demo steps"):
         run_demo(tmp_path / "new", steps=0, progress=False)
     with pytest.raises(
-        SemtokError, match=r"demo tokenizer: expected one of \['cluster', 'vqkd'\], got 'fsq'"
+        SemtokError, match=r"demo tokenizer: expected one of \['vqkd', 'cluster'\], got 'fsq'"
     ):
         run_demo(tmp_path / "new", tokenizer="fsq", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
