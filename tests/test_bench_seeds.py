@@ -313,8 +313,12 @@ def test_finished_chains_are_kept_and_a_new_folder_resumes_from_them(fake_pipeli
         "results.json" in files and "report.md" not in files
     )  # what is drawn from the kept files is redrawn
     assert not any(
-        name.endswith(".safetensors") or "/tokens/" in name or name.startswith("fsq") for name in files
+        name.endswith(".safetensors") or "/tokens/" in name or name.startswith("fsq")
+        for name in files - {"judge/judge/model.safetensors"}
     )
+    assert (
+        "judge/judge/model.safetensors" in files
+    )  # the judge's classifier is kept: the same one every session
     fake_pipeline.clear()
     again = tmp_path / "again"
     run_suite("quick", again, rows=["vqgan"], parts="main", kept=kept)  # a fresh folder: nothing trained
@@ -328,3 +332,6 @@ def test_finished_chains_are_kept_and_a_new_folder_resumes_from_them(fake_pipeli
         "quick", tmp_path / "empty", collect_only=True
     )  # nothing at all: no judge trained, an empty report
     assert fake_pipeline == [] and (tmp_path / "empty" / "report.md").exists()
+    fake_pipeline.clear()  # a chain with work left in a fresh folder is scored by the kept judge, not a new one
+    run_suite("quick", tmp_path / "fourth", rows=["fsq"], parts="main", kept=kept)
+    assert fake_pipeline and not any(call[:2] == ("train", "judge") for call in fake_pipeline)
