@@ -233,8 +233,8 @@ def run_suite(
     ``parts`` (of :data:`PARTS`, run in this order after the judge): ``main`` (every main row's chains, AR and
     masked), ``sweep`` (:func:`run_sweep` for the rows of :data:`SWEEP_ROWS`), ``ablation`` (the ablation rows'
     chains), ``t2i`` (the main rows' text-to-image branch, :mod:`semtok.pipelines.suite_t2i`, every chain).
-    ``t2i=False`` drops the ``t2i`` part. ``rows`` limits every part to those rows. Results of parts not run now
-    but kept in ``out`` from earlier runs are collected and reported too. ``kept``: a folder of kept results
+    ``t2i=False`` drops the ``t2i`` part. ``rows`` limits every part to those rows; results.json and the report collect every
+    row and sweep point that ``out`` holds (runs of other rows, parts not run now, kept results). ``kept``: a folder of kept results
     (:mod:`semtok.pipelines.suite_keep`): restored into ``out`` first, and every finished chain, sweep point and
     judge is kept there after each row and at the end. ``collect_only``: train and evaluate nothing, only collect
     what ``out`` (and ``kept``) hold into results.json and the report (the report of a suite run in part)."""
@@ -290,12 +290,12 @@ def run_suite(
     }
 
     def save() -> None:
+        # every row and sweep point in ``out`` is collected, not only those of ``rows`` (which limits what runs):
+        # a run that adds one row to a suite kept in part leaves the suite's whole results.json and report
         results["rows"] = {
-            r: row for r in rows if (row := collect_row(r, out / r, budget.train_seeds))["chains"]
+            r: row for r in ROWS if (row := collect_row(r, out / r, budget.train_seeds))["chains"]
         }
-        results["sweep"] = {
-            r: points for r in SWEEP_ROWS if r in rows and (points := collect_sweep(r, out, budget))
-        }
+        results["sweep"] = {r: points for r in SWEEP_ROWS if (points := collect_sweep(r, out, budget))}
         write_json(out / "results.json", results)
         if kept is not None:
             keep_results(out, kept, budget)
