@@ -335,9 +335,7 @@ def test_finished_chains_are_kept_and_a_new_folder_resumes_from_them(fake_pipeli
     fake_pipeline.clear()  # a chain with work left in a fresh folder is scored by the kept judge, not a new one
     run_suite("quick", tmp_path / "fourth", rows=["fsq"], parts="main", kept=kept)
     assert fake_pipeline and not any(call[:2] == ("train", "judge") for call in fake_pipeline)
-    for results in (
-        tmp_path / "fourth" / "results.json",
-        kept / "results.json",
-    ):  # every row, not only --rows'
+    # results.json holds every row of the folder, not only those of --rows
+    for results in (tmp_path / "fourth" / "results.json", kept / "results.json"):
         rows = json.loads(results.read_text())["rows"]
         assert set(rows) == {"vqgan", "fsq"} and rows["vqgan"]["chains"] == 2, results

@@ -233,9 +233,9 @@ def run_suite(
     ``parts`` (of :data:`PARTS`, run in this order after the judge): ``main`` (every main row's chains, AR and
     masked), ``sweep`` (:func:`run_sweep` for the rows of :data:`SWEEP_ROWS`), ``ablation`` (the ablation rows'
     chains), ``t2i`` (the main rows' text-to-image branch, :mod:`semtok.pipelines.suite_t2i`, every chain).
-    ``t2i=False`` drops the ``t2i`` part. ``rows`` limits every part to those rows; results.json and the report collect every
-    row and sweep point that ``out`` holds (runs of other rows, parts not run now, kept results). ``kept``: a folder of kept results
-    (:mod:`semtok.pipelines.suite_keep`): restored into ``out`` first, and every finished chain, sweep point and
+    ``t2i=False`` drops the ``t2i`` part. ``rows`` limits every part to those rows; results.json and the report
+    collect every row and sweep point that ``out`` holds (runs of other rows, parts not run now, kept results).
+    ``kept``: a folder of kept results (:mod:`semtok.pipelines.suite_keep`): restored into ``out`` first, and every finished chain, sweep point and
     judge is kept there after each row and at the end. ``collect_only``: train and evaluate nothing, only collect
     what ``out`` (and ``kept``) hold into results.json and the report (the report of a suite run in part)."""
     from semtok.pipelines.machine import machine_info
