@@ -17,6 +17,7 @@ import semtok.tokenizers.cluster_build
 import semtok.training
 import semtok.visual.provenance
 from semtok.cli import main
+from semtok.errors import SemtokError
 from semtok.pipelines.report import sample_blocks, write_report
 from semtok.pipelines.suite import SUITES, collect_row, collect_sweep, run_suite
 from semtok.pipelines.suite_t2i import PROMPTS, t2i_results
@@ -339,3 +340,36 @@ def test_finished_chains_are_kept_and_a_new_folder_resumes_from_them(fake_pipeli
     for results in (tmp_path / "fourth" / "results.json", kept / "results.json"):
         rows = json.loads(results.read_text())["rows"]
         assert set(rows) == {"vqgan", "fsq"} and rows["vqgan"]["chains"] == 2, results
+
+
+def test_seeds_limit_what_runs_not_what_is_collected(fake_pipeline, monkeypatch, tmp_path):
+    budget(monkeypatch, train_seeds=(0, 1), sweep=(0.5, 1.0))
+    run_suite("quick", tmp_path, rows=["vqgan"], parts="main", seeds=[1])
+    assert trained(fake_pipeline, tmp_path) == [
+        ("judge", "judge"),
+        ("vqgan", "vqgan/seed1/tokenizer_run"),
+        ("ar", "vqgan/seed1/ar_run"),
+        ("nar", "vqgan/seed1/nar_run"),
+    ]
+    fake_pipeline.clear()
+    run_suite("quick", tmp_path, rows=["vqgan"], parts="main")  # the seed left: 0
+    assert [r for _, r in trained(fake_pipeline, tmp_path)] == [
+        "vqgan/seed0/tokenizer_run",
+        "vqgan/seed0/ar_run",
+        "vqgan/seed0/nar_run",
+    ]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["rows"]["vqgan"]["seeds"] == [0, 1]
+    with pytest.raises(SemtokError, match="seeds: expected training seeds of suite quick"):
+        run_suite("quick", tmp_path, rows=["vqgan"], parts="main", seeds=[5])
+
+
+def test_bench_seeds_flag(monkeypatch, tmp_path):
+    import semtok.pipelines.suite
+
+    seen = {}
+    monkeypatch.setattr(semtok.pipelines.suite, "run_suite", lambda *a, **k: seen.update(k))
+    assert main(["bench", "--quick", "--out", str(tmp_path / "b"), "--seeds", "0", "2"]) == 0
+    assert seen["seeds"] == [0, 2]
+    assert main(["bench", "--quick", "--out", str(tmp_path / "b")]) == 0
+    assert seen["seeds"] is None

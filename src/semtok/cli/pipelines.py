@@ -18,6 +18,14 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         "--quick", action="store_true", help="same as --suite quick (minutes, smoke-test budgets)"
     )
     bench.add_argument("--rows", nargs="+", help="only these rows (default: all)")
+    bench.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="run only the chains of these training seeds (default: all of the suite's; the report collects "
+        "every chain found)",
+    )
     bench.add_argument("--out", default=None, help="output folder (default runs/bench/suite-SUITE)")
     bench.add_argument("--progress", action="store_true", help="progress bars for every stage")
     bench.add_argument(
@@ -87,6 +95,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         parts=tuple(parts),
         kept=args.kept,
         collect_only=args.collect_only,
+        seeds=args.seeds,
     )
     return 0
 

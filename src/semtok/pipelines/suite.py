@@ -192,17 +192,20 @@ def run_row(
     progress: bool,
     t2i_judge: Path | None = None,
     chains: bool = True,
+    seeds: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
-    """Every chain of one row (one per ``budget.train_seeds``; ``chains=False``: none); with ``t2i_judge`` (the
+    """Every chain of one row (one per training seed of ``seeds``, default ``budget.train_seeds``;
+    ``chains=False``: none); with ``t2i_judge`` (the
     captioned data's judge run) a main row's chains also run their text-to-image branch
     (:func:`semtok.pipelines.suite_t2i.t2i_stages`); returns the row's results (:func:`collect_row`)."""
     from semtok.pipelines.suite_t2i import t2i_stages
 
     ablation = ROWS[row][3]
-    for seed in budget.train_seeds if chains else ():
+    seeds = budget.train_seeds if seeds is None else seeds
+    for seed in seeds if chains else ():
         run_chain(row, chain_dir(out, row, seed), budget, judge_dir, progress, seed, grids=seed == 0)
     if t2i_judge is not None and not ablation:
-        for seed in budget.train_seeds:
+        for seed in seeds:
             chain = chain_dir(out, row, seed)
             t2i_stages(row, chain, Stages(chain), budget, t2i_judge, progress, seed=seed, grid=seed == 0)
     return collect_row(row, out / row, budget.train_seeds)
@@ -226,6 +229,7 @@ def run_suite(
     parts: tuple[str, ...] | list[str] | str = PARTS,
     kept: str | Path | None = None,
     collect_only: bool = False,
+    seeds: tuple[int, ...] | list[int] | None = None,
 ) -> Path:
     """Run (or continue) a suite into ``out``; writes results.json, report.md, report.html (and sweep_curves.png
     when the sweep has points); returns report.md.
@@ -237,7 +241,9 @@ def run_suite(
     collect every row and sweep point that ``out`` holds (runs of other rows, parts not run now, kept results).
     ``kept``: a folder of kept results (:mod:`semtok.pipelines.suite_keep`): restored into ``out`` first, and every finished chain, sweep point and
     judge is kept there after each row and at the end. ``collect_only``: train and evaluate nothing, only collect
-    what ``out`` (and ``kept``) hold into results.json and the report (the report of a suite run in part)."""
+    what ``out`` (and ``kept``) hold into results.json and the report (the report of a suite run in part).
+    ``seeds``: run only the chains of these training seeds (of ``Budget.train_seeds``; default all) in the main,
+    ablation and t2i parts, e.g. the t2i branch of seed 0 first; every chain found is still collected."""
     from semtok.pipelines.machine import machine_info
     from semtok.pipelines.report import write_report
     from semtok.pipelines.suite_t2i import captioned_judge, t2i_pending, t2i_results
@@ -253,6 +259,11 @@ def run_suite(
         raise SemtokError(f"rows: unknown {unknown} (known: {list(ROWS)})")
     parts = () if collect_only else tuple(p for p in parse_parts(parts) if t2i or p != "t2i")
     budget = SUITES[suite]
+    run_seeds = budget.train_seeds if seeds is None else tuple(seeds)
+    if not run_seeds or any(s not in budget.train_seeds for s in run_seeds):
+        raise SemtokError(
+            f"seeds: expected training seeds of suite {suite} {list(budget.train_seeds)}, got {seeds}"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if kept is not None:
@@ -301,10 +312,8 @@ def run_suite(
             keep_results(out, kept, budget)
 
     def row_chains(row: str) -> None:
-        if any(
-            pending_parts(chain_dir(out, row, s), s, tuple(GENERATORS), s == 0) for s in budget.train_seeds
-        ):
-            run_row(row, out, budget, judge(), progress)
+        if any(pending_parts(chain_dir(out, row, s), s, tuple(GENERATORS), s == 0) for s in run_seeds):
+            run_row(row, out, budget, judge(), progress, seeds=run_seeds)
 
     if "main" in parts:
         for row in main_rows:
@@ -319,12 +328,12 @@ def run_suite(
         for row in ablation_rows:
             row_chains(row)
             save()
-    t2i_rows = [r for r in main_rows if "t2i" in parts and t2i_pending(out / r, budget.train_seeds)]
+    t2i_rows = [r for r in main_rows if "t2i" in parts and t2i_pending(out / r, run_seeds)]
     if t2i_rows:
         t2i_judge = captioned_judge(out, budget, judge_stage, progress)
         results["t2i"] = t2i_results(t2i_judge)
         for row in t2i_rows:
-            run_row(row, out, budget, judge_run, progress, t2i_judge, chains=False)
+            run_row(row, out, budget, judge_run, progress, t2i_judge, chains=False, seeds=run_seeds)
             save()
     save()
     if results["sweep"]:
