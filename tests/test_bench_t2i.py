@@ -244,7 +244,7 @@ def test_run_suite_passes_the_captioned_judge_only_when_the_branch_runs(
         (tmp_path / judge / "summary.json").write_text(json.dumps({"val_top1": 0.9}))
     seen = []
 
-    def run_row(row, out, budget, judge_dir, progress, t2i_judge=None, chains=True):
+    def run_row(row, out, budget, judge_dir, progress, t2i_judge=None, chains=True, seeds=None):
         seen.append((row, t2i_judge, chains))
         return {"times": {}}
 
