@@ -181,6 +181,7 @@ CASES = [
     (["demo", "--out", "{tmp}/afile/run"], "'{tmp}/afile' is a file, so nothing can be written under it"),
     (["demo", "--steps", "0", "--out", "{tmp}/d"], "--steps: expected an int >= 1, got 0"),
     (["demo", "--tokenizer", "vqgan", "--out", "{tmp}/d"], "--tokenizer: invalid choice: 'vqgan'"),
+    (["demo", "--seed", "-1", "--out", "{tmp}/d"], "--seed: expected an int >= 0, got -1"),
     (["bench", "--out", "{tmp}/afile"], "--out '{tmp}/afile' is a file"),
     (["bench", "--rows", "nope", "--out", "{tmp}/b"], "--rows: unknown ['nope']"),
 ]
@@ -204,6 +205,8 @@ def test_demo_library_checks_its_folder(tmp_path):
         SemtokError, match=r"demo tokenizer: expected one of \['vqkd', 'cluster'\], got 'fsq'"
     ):
         run_demo(tmp_path / "new", tokenizer="fsq", progress=False)
+    with pytest.raises(SemtokError, match="demo seed: expected an int >= 0, got -2"):
+        run_demo(tmp_path / "new", seed=-2, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
 

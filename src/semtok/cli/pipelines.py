@@ -68,6 +68,12 @@ def add_parsers(verbs: argparse._SubParsersAction) -> None:
         "a 1-minute build, higher class accuracy, worse gFID)",
     )
     demo.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed of the tokenizer, decoder and AR model (default 0; the judge and sampling stay fixed)",
+    )
+    demo.add_argument(
         "--no-fid", action="store_true", help="skip rFID / gFID / precision-recall (fast check)"
     )
     demo.add_argument("--no-progress", action="store_true")
@@ -104,11 +110,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Embedded default end to end: tokenizer -> pixel decoder -> AR -> samples -> metrics -> report.md."""
     checks.output_dir(args.out, "--out")
     checks.positive_int(args.steps, "--steps")
+    if args.seed < 0:
+        raise SemtokError(f"--seed: expected an int >= 0, got {args.seed}")
 
     from semtok.pipelines.demo import run_demo
 
     run_demo(
-        args.out, args.steps, progress=not args.no_progress, fid=not args.no_fid, tokenizer=args.tokenizer
+        args.out,
+        args.steps,
+        progress=not args.no_progress,
+        fid=not args.no_fid,
+        tokenizer=args.tokenizer,
+        seed=args.seed,
     )
     return 0
 
