@@ -52,3 +52,23 @@ def test_the_seed_reaches_every_trained_stage_and_not_the_judge():
         load_config(JudgeRunConfig, "judge-mnist", stage_overrides("judge", None, 2)).train.seed
         == judge_default
     )
+
+
+def test_the_report_puts_the_demo_beside_every_row_of_the_suite(tmp_path):
+    import json
+
+    from semtok.pipelines.demo import suite_comparison
+    from semtok.pipelines.suite_reference import load_reference
+
+    for stage, steps in (("vqkd", 300), ("decoder", 300), ("ar", 400)):
+        (tmp_path / stage).mkdir()
+        (tmp_path / stage / "summary.json").write_text(json.dumps({"steps": steps}))
+    lines = suite_comparison(tmp_path, {"rfid": 37.57}, {"gfid": 46.69, "class_accuracy": 0.61})
+    demo = next(line for line in lines if "this demo" in line)
+    assert "| 300/300/400 | 37.57 |" in demo and "**46.69**" in demo and "**0.610**" in demo
+    reference = load_reference()
+    assert reference is not None  # shipped with the package
+    for row in reference["rows"]:
+        assert any(line.startswith(f"| {row['label']} |") for line in lines), row["label"]
+    cluster = suite_comparison(tmp_path, {}, {}, "cluster")
+    assert "| k-means/300/400 | n/a |" in next(line for line in cluster if "this demo" in line)

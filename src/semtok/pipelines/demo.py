@@ -360,8 +360,10 @@ def suite_comparison(
     lines += [
         "",
         f"Suite rows: {reference.get('source', 'the bench suite')}. Same data, judge protocol and FID reference "
-        "(500 samples, one per val label, against the 500 val images); the demo trains longer (its budget above), "
-        "so compare its row with the suite's row of the same tokenizer as a budget effect, and the suite's rows "
+        "(500 samples, one per val label, against the 500 val images). The demo's own recipe (`RECIPE` in "
+        "`semtok.pipelines.demo`: the pixel decoder and the AR model at 5x and 2x the suite's learning rates, "
+        "VQ-KD in bf16 where the CPU has it; the steps above) differs from the suite's, so "
+        "compare its row with the suite's row of the same tokenizer as a recipe effect, and the suite's rows "
         "with each other as the paper's comparison (`make bench`, `benchmarks/RESULTS.md`).",
         "",
     ]
