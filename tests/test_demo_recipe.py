@@ -26,11 +26,11 @@ def test_every_stage_of_the_recipe_has_a_config():
 
 def test_the_recipe_sets_the_demo_values_and_leaves_the_shared_configs_alone():
     vqkd = load_config(VQKDRunConfig, "vqkd-mnist", stage_overrides("vqkd"))
-    assert (vqkd.train.steps, vqkd.train.warmup_steps, vqkd.train.mixed_precision) == (250, 50, "auto")
+    assert (vqkd.train.steps, vqkd.train.warmup_steps, vqkd.train.mixed_precision) == (300, 50, "auto")
     decoder = load_config(DecoderRunConfig, "decoder-vqkd-mnist", stage_overrides("decoder"))
     assert (decoder.train.steps, decoder.train.lr, decoder.loss.disc_start) == (300, 1e-3, 150)
     ar = load_config(ARRunConfig, "ar-mnist", stage_overrides("ar"))
-    assert (ar.train.steps, ar.train.lr, ar.train.warmup_steps, ar.model.attn_dropout) == (320, 2e-3, 50, 0.0)
+    assert (ar.train.steps, ar.train.lr, ar.train.warmup_steps, ar.model.attn_dropout) == (400, 2e-3, 60, 0.0)
     # the suite's recipes: what `semtok bench` trains with its own step budgets
     shared = load_config(DecoderRunConfig, "decoder-vqkd-mnist", [])
     assert (shared.train.lr, shared.loss.disc_start) == (2e-4, 300)
