@@ -167,7 +167,10 @@ def test_collect_and_report_the_t2i_branch(tmp_path):
     assert "## Text-to-image (captioned MNIST)" in markdown and "| FID_T2I |" in markdown
     assert '16. "a small magenta 7" (held-out pair)' in markdown and "0.970" in markdown
     assert "![VQ-KD (EfficientNet-Lite0), text AR" in markdown and "(vqkd/seed0/t2i/samples.png)" in markdown
-    assert "No CLIP score" in markdown
+    assert "No CLIP score" in markdown and "Mean ± standard deviation over the training seeds" in markdown
+    one_seed = {**vqkd, "t2i_gfid_per_seed": [30.0]}
+    single = render_markdown(t2i_blocks(tmp_path, {**results, "rows": {"vqkd": one_seed}}), tmp_path)
+    assert "One training seed per row so far" in single and "Mean ± standard deviation" not in single
     skipped = render_markdown(t2i_blocks(tmp_path, {**results, "t2i": t2i_results(None)}), tmp_path)
     assert "Not run yet" in skipped and "FID_T2I" not in skipped
     assert t2i_blocks(tmp_path, {**results, "rows": {"vqkd-random": ablation}}) == []

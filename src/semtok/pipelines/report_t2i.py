@@ -57,6 +57,13 @@ def t2i_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
     judge = t2i.get("judge") or {}
     held_pairs = ", ".join(f"{digit} {colour}" for digit, colour in t2i.get("held_out_pairs", []))
     seeds = results.get("budget", {}).get("train_seeds")
+    branches = max(len(row.get("t2i_gfid_per_seed") or []) for row in main.values())
+    spread = (
+        f"Mean ± standard deviation over the training seeds {seeds} (each chain's branch trained under its "
+        "seed, sampled under the same seed)."
+        if branches > 1
+        else f"One training seed per row so far (the suite's seeds are {seeds}): no spread yet."
+    )
     blocks: list[Block] = [
         ("h2", TITLE),
         ("table", t2i_table(results)),
@@ -71,9 +78,8 @@ def t2i_blocks(out: Path, results: dict[str, Any]) -> list[Block]:
             f"captioned train split, val top-1 {fmt(judge.get('val_top1'))}), colour (read from the pixels) and "
             "size (from the ink bounding box) match their caption; all attributes = all three at once; seen / "
             "held-out: val captions whose (digit, colour) pair the train split shows / never shows (the "
-            "compositional question). Mean ± standard deviation over the training seeds "
-            f"{seeds} (each chain's branch trained under its seed, sampled under the same seed). Chance level: "
-            "a sample that ignores its prompt. No CLIP score: the suite has no CLIP weights offline.",
+            f"compositional question). {spread} Chance level: a sample that ignores its prompt. No CLIP score: "
+            "the suite has no CLIP weights offline.",
         ),
     ]
     prompts, held_out = t2i.get("prompts") or [], t2i.get("prompt_held_out") or []
