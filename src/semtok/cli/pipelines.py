@@ -110,8 +110,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Embedded default end to end: tokenizer -> pixel decoder -> AR -> samples -> metrics -> report.md."""
     checks.output_dir(args.out, "--out")
     checks.positive_int(args.steps, "--steps")
-    if args.seed < 0:
-        raise SemtokError(f"--seed: expected an int >= 0, got {args.seed}")
+    checks.non_negative_int(args.seed, "--seed")
 
     from semtok.pipelines.demo import run_demo
 
